@@ -1,0 +1,330 @@
+"""Reserving tickets, paying for them and ending holds.
+
+Lock order everywhere: access token, then booking, then inventory bucket.
+No Stripe call is made while any of these rows is locked: reserve, commit,
+call out, then re-check under a short lock.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from bookings.models import Booking
+from payments import gateway
+from ticketing import inventory
+from ticketing.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from ticketing.models import Event
+from waitlist import broadcast
+from waitlist.models import AccessToken, QueueEntry
+from waitlist.tokens import InvalidTokenString, read_token
+
+log = logging.getLogger(__name__)
+
+Status = Booking.Status
+ENDED_WITHOUT_TICKETS = (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
+
+
+def check_quantity(*, event: Event, quantity: object) -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= event.max_per_order:
+        raise ServiceError(
+            f"Choose between 1 and {event.max_per_order} tickets.", code="invalid_quantity", status=400
+        )
+    return quantity
+
+
+def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -> Booking:
+    """Hold the tickets, then open a PaymentIntent for them.
+
+    If Stripe cannot be reached the hold is released and the access token
+    made usable again, so the fan can simply retry (503 payment_unavailable).
+    """
+    booking = reserve_tickets(event=event, fan=fan, quantity=quantity, access_token=access_token)
+    try:
+        intent_id, client_secret = gateway.create_payment_intent(
+            booking_id=booking.pk, amount=booking.amount, currency=booking.currency, event_name=event.name
+        )
+    except gateway.PaymentError:
+        log.warning("payment provider unavailable for booking %s", booking.pk, exc_info=True)
+        release_unpaid_hold(booking_id=booking.pk)
+        raise Unavailable(
+            "Payments are unavailable right now; your tickets were not held. Please try again.",
+            code="payment_unavailable",
+        ) from None
+    Booking.objects.filter(pk=booking.pk, payment_intent_id="").update(
+        payment_intent_id=intent_id, client_secret=client_secret
+    )
+    booking.refresh_from_db()
+    return booking
+
+
+def reserve_tickets(*, event: Event, fan, quantity: object, access_token: object) -> Booking:
+    """Spend the access token and hold `quantity` tickets, in one short transaction.
+
+    The token is consumed and the tickets taken by conditional UPDATEs, so
+    concurrent calls can neither reuse a token nor oversell; a refusal rolls
+    everything back (the token stays usable). Schedules the hold's expiry
+    after commit.
+    """
+    quantity = check_quantity(event=event, quantity=quantity)
+    try:
+        claims = read_token(access_token)
+    except InvalidTokenString:
+        raise Forbidden("This access token is not valid.", code="invalid_token") from None
+    if claims.event_id != event.pk or claims.fan_id != fan.pk:
+        raise Forbidden("This access token is not valid for you and this event.", code="invalid_token")
+
+    with transaction.atomic(durable=True):
+        entry_id = _consume_token(token_id=claims.token_id, fan_id=fan.pk, event_id=event.pk)
+        bucket_id = inventory.take_tickets(event_id=event.pk, quantity=quantity, into="held")
+        if bucket_id is None:
+            raise Conflict("Not enough tickets are left for that quantity.", code="not_enough_tickets")
+        now = timezone.now()
+        booking = Booking.objects.create(
+            event=event,
+            fan=fan,
+            bucket_id=bucket_id,
+            access_token_id=claims.token_id,
+            quantity=quantity,
+            unit_price=event.price,
+            amount=event.price * quantity,
+            currency=event.currency,
+            expires_at=now + timedelta(seconds=settings.HOLD_SECONDS),
+        )
+        QueueEntry.objects.filter(pk=entry_id).update(state=QueueEntry.State.BOOKED)
+        booking_id = booking.pk
+        transaction.on_commit(lambda: _schedule_expiry(booking_id=booking_id, countdown=settings.HOLD_SECONDS))
+    return booking
+
+
+def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
+    """Mark the token used (database clock, with leeway for skew); return its queue entry id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE waitlist_accesstoken SET used_at = now() "
+            "WHERE id = %s AND fan_id = %s AND event_id = %s AND used_at IS NULL "
+            "AND expires_at > now() - make_interval(secs => %s) RETURNING entry_id",
+            [token_id, fan_id, event_id, settings.ACCESS_TOKEN_LEEWAY_SECONDS],
+        )
+        row = cursor.fetchone()
+    if row:
+        return row[0]
+    token = AccessToken.objects.filter(pk=token_id, fan_id=fan_id, event_id=event_id).first()
+    if token is None:
+        raise Forbidden("This access token is not valid.", code="invalid_token")
+    if token.used_at is not None:
+        raise Forbidden("This access token has already been used.", code="token_used")
+    raise Forbidden("This access token has expired. Join the line again.", code="token_expired")
+
+
+def _schedule_expiry(*, booking_id: int, countdown: float) -> None:
+    from bookings.tasks import expire_hold_task
+
+    try:
+        expire_hold_task.apply_async(args=[booking_id], countdown=max(countdown, 0))
+    except Exception:  # broker down: the sweeper expires the hold instead
+        log.warning("could not schedule expiry of booking %s", booking_id, exc_info=True)
+
+
+def _return_hold(*, booking_id: int, to: str, reason: str = "") -> Booking | None:
+    """processing -> `to`, tickets back to their bucket, exactly once.
+
+    Call inside a transaction. The conditional UPDATE on the booking is the
+    guard: whichever path (webhook, task, sweeper, fan) gets here second
+    finds no processing booking and changes nothing.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE bookings_booking SET status = %s, holds_tickets = false, finished_at = now(), "
+            "failure_reason = %s WHERE id = %s AND status = 'processing' RETURNING bucket_id, quantity, event_id, fan_id",
+            [to, reason, booking_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    bucket_id, quantity, event_id, fan_id = row
+    inventory.release_held(bucket_id=bucket_id, quantity=quantity)
+    transaction.on_commit(lambda: _tickets_returned(event_id=event_id, fan_id=fan_id))
+    return Booking.objects.get(pk=booking_id)
+
+
+def _tickets_returned(*, event_id: int, fan_id: int) -> None:
+    broadcast.wake_admitter(event_id=event_id)
+    broadcast.fan_changed(event_id=event_id, fan_id=fan_id)
+
+
+def release_unpaid_hold(*, booking_id: int) -> None:
+    """The payment provider failed before the fan saw the booking: undo it.
+
+    Tickets go back and the access token is usable again (its link to the
+    booking is cleared, the booking stays as `failed` for the record).
+    """
+    with transaction.atomic(durable=True):
+        booking = _return_hold(booking_id=booking_id, to=Status.FAILED, reason="payment_unavailable")
+        if booking is None or booking.access_token_id is None:
+            return
+        AccessToken.objects.filter(pk=booking.access_token_id).update(used_at=None)
+        QueueEntry.objects.filter(tokens__pk=booking.access_token_id).update(state=QueueEntry.State.ADMITTED)
+        Booking.objects.filter(pk=booking_id).update(access_token=None)
+
+
+def cancel_booking(*, booking_id: int, fan) -> Booking:
+    """The fan gives the hold back. Cancels the PaymentIntent first, outside any lock;
+    if the payment already went through, the booking succeeds instead (409)."""
+    booking = Booking.objects.filter(pk=booking_id, fan=fan).first()
+    if booking is None:
+        raise NotFound("No such booking.")
+    if booking.status != Status.PROCESSING:
+        raise Conflict(f"This booking is {booking.status} and cannot be cancelled.", code="not_cancellable")
+    ended = _end_hold(booking=booking, to=Status.CANCELLED, reason="cancelled_by_fan")
+    if ended.status != Status.CANCELLED:
+        raise Conflict(f"This booking is {ended.status} and cannot be cancelled.", code="not_cancellable")
+    return ended
+
+
+def expire_hold(*, booking_id: int) -> str:
+    """End an overdue hold; idempotent. Returns what happened, for logs."""
+    booking = Booking.objects.filter(pk=booking_id).first()
+    if booking is None or booking.status != Status.PROCESSING:
+        return "not processing"
+    remaining = (booking.expires_at - timezone.now()).total_seconds()
+    if remaining > 0:
+        _schedule_expiry(booking_id=booking_id, countdown=remaining)
+        return "not due yet"
+    return _end_hold(booking=booking, to=Status.EXPIRED, reason="hold_expired").status
+
+
+def _end_hold(*, booking: Booking, to: str, reason: str) -> Booking:
+    """Cancel the PaymentIntent at Stripe (no lock held), then end the hold.
+
+    If Stripe says the money already arrived, the booking succeeds instead;
+    if the payment is still processing, the hold stays for the webhook.
+    If Stripe cannot be reached the hold ends anyway: a payment that still
+    lands is handled as a late payment (tickets retaken or refunded).
+    """
+    if booking.payment_intent_id:
+        try:
+            intent_status = gateway.cancel_payment_intent(booking.payment_intent_id)
+        except gateway.PaymentError:
+            log.warning("could not cancel %s; ending the hold anyway", booking.payment_intent_id, exc_info=True)
+            intent_status = "unknown"
+        if intent_status == "succeeded":
+            booking = record_payment_succeeded(booking_id=booking.pk)
+            if booking.needs_refund:
+                refund_late_payment(booking_id=booking.pk)
+                booking.refresh_from_db()
+            return booking
+        if intent_status == "processing":
+            _schedule_expiry(booking_id=booking.pk, countdown=30)
+            return booking
+    with transaction.atomic(durable=True):
+        _return_hold(booking_id=booking.pk, to=to, reason=reason)
+    booking.refresh_from_db()
+    return booking
+
+
+def record_payment_succeeded(*, booking_id: int) -> Booking:
+    """The money arrived: sell the held tickets, or handle a late payment.
+
+    processing -> succeeded moves held to sold. For a booking whose hold had
+    already ended, the tickets are taken again if the pool has them
+    (-> succeeded), else the booking is marked `needs_refund`; the caller
+    then calls refund_late_payment after commit. Database only, so it can run
+    inside the webhook's transaction. Idempotent: a repeat finds nothing to do.
+    """
+    with transaction.atomic():
+        booking = Booking.objects.select_for_update().get(pk=booking_id)
+        if booking.status == Status.PROCESSING:
+            Booking.objects.filter(pk=booking_id).update(status=Status.SUCCEEDED, finished_at=timezone.now())
+            inventory.sell_held(bucket_id=booking.bucket_id, quantity=booking.quantity)
+            fan_id, event_id = booking.fan_id, booking.event_id
+            transaction.on_commit(lambda: broadcast.fan_changed(event_id=event_id, fan_id=fan_id))
+        elif booking.status in ENDED_WITHOUT_TICKETS and not booking.needs_refund:
+            _take_late_payment(booking=booking)
+    booking.refresh_from_db()
+    return booking
+
+
+def _take_late_payment(*, booking: Booking) -> None:
+    bucket_id = inventory.take_tickets(event_id=booking.event_id, quantity=booking.quantity, into="sold")
+    if bucket_id is not None:
+        Booking.objects.filter(pk=booking.pk).update(
+            status=Status.SUCCEEDED, holds_tickets=True, bucket_id=bucket_id, late_payment=True,
+            finished_at=timezone.now(),
+        )
+    else:
+        Booking.objects.filter(pk=booking.pk).update(needs_refund=True, late_payment=True)
+
+
+def refund_late_payment(*, booking_id: int) -> None:
+    """Refund a late payment whose tickets were gone, exactly once.
+
+    Claims the refund with a conditional UPDATE before calling Stripe (the
+    local Stripe server ignores idempotency keys, so the claim is what stops
+    a second refund). A failed call releases the claim for the sweeper.
+    """
+    claimed = Booking.objects.filter(pk=booking_id, needs_refund=True, refund_claimed_at__isnull=True).update(
+        refund_claimed_at=timezone.now()
+    )
+    if not claimed:
+        return
+    booking = Booking.objects.get(pk=booking_id)
+    try:
+        refund_id = gateway.refund_payment_intent(payment_intent_id=booking.payment_intent_id, booking_id=booking_id)
+    except gateway.PaymentError:
+        log.warning("refund of booking %s failed; will retry", booking_id, exc_info=True)
+        Booking.objects.filter(pk=booking_id).update(refund_claimed_at=None)
+        return
+    Booking.objects.filter(pk=booking_id, needs_refund=True).update(
+        status=Status.REFUNDED, refund_id=refund_id, needs_refund=False, finished_at=timezone.now()
+    )
+    broadcast.fan_changed(event_id=booking.event_id, fan_id=booking.fan_id)
+
+
+def record_payment_failed(*, booking_id: int) -> Booking:
+    """A declined payment: the hold ends and the tickets go back (processing -> failed).
+
+    The fan may still pay with another card while the PaymentIntent is open;
+    such a payment is handled as a late payment.
+    """
+    with transaction.atomic():
+        _return_hold(booking_id=booking_id, to=Status.FAILED, reason="payment_failed")
+    return Booking.objects.get(pk=booking_id)
+
+
+def record_payment_canceled(*, booking_id: int) -> Booking:
+    """The PaymentIntent was cancelled at Stripe: no money can arrive, end the hold."""
+    with transaction.atomic():
+        _return_hold(booking_id=booking_id, to=Status.CANCELLED, reason="payment_canceled")
+    return Booking.objects.get(pk=booking_id)
+
+
+def record_refund(*, booking_id: int, refund_id: str) -> Booking:
+    """A refund made outside the product (Stripe dashboard): succeeded -> refunded.
+
+    The tickets stay out of the pool; staff return them from admin if wanted.
+    """
+    Booking.objects.filter(pk=booking_id, status=Status.SUCCEEDED).update(
+        status=Status.REFUNDED, refund_id=refund_id, finished_at=timezone.now()
+    )
+    return Booking.objects.get(pk=booking_id)
+
+
+def overdue_hold_ids(*, grace_seconds: float = 2.0, limit: int = 500) -> list[int]:
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    return list(
+        Booking.objects.filter(status=Status.PROCESSING, expires_at__lt=cutoff)
+        .order_by("expires_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def pending_refund_ids() -> list[int]:
+    """Late payments still owed a refund whose call has not been attempted
+    (or failed cleanly). A claim left by a crashed worker is not retried
+    blindly: staff see it in admin, since the refund may have gone through."""
+    return list(
+        Booking.objects.filter(needs_refund=True, refund_claimed_at__isnull=True).values_list("id", flat=True)
+    )

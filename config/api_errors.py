@@ -1,0 +1,54 @@
+"""Every API error as `{"error": code, "detail": sentence}` (API.md)."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from ticketing.errors import ServiceError
+
+_CODES = {
+    exceptions.ParseError: (400, "invalid"),
+    exceptions.ValidationError: (400, "invalid"),
+    exceptions.NotAuthenticated: (401, "not_authenticated"),
+    exceptions.AuthenticationFailed: (401, "not_authenticated"),
+    exceptions.PermissionDenied: (403, "forbidden"),
+    exceptions.NotFound: (404, "not_found"),
+    exceptions.MethodNotAllowed: (405, "method_not_allowed"),
+    exceptions.NotAcceptable: (406, "not_acceptable"),
+    exceptions.UnsupportedMediaType: (415, "unsupported_media_type"),
+    exceptions.Throttled: (429, "rate_limited"),
+}
+
+
+def error_response(*, status: int, code: str, detail: str, headers: dict | None = None) -> Response:
+    return Response({"error": code, "detail": detail}, status=status, headers=headers)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        return error_response(status=exc.status, code=exc.code, detail=exc.detail)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a real bug: let Django log it and answer 500
+    status, code = next(((s, c) for cls, (s, c) in _CODES.items() if isinstance(exc, cls)), (exc.status_code, "error"))
+    headers = {}
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait) + 1)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Token realm="api"'
+    detail = exc.detail
+    if isinstance(detail, (list, dict)):
+        detail = _flatten(detail)
+    return error_response(status=status, code=code, detail=str(detail), headers=headers)
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_flatten(item) for item in detail)
+    return str(detail)

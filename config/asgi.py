@@ -1,0 +1,29 @@
+"""HTTP for Django, and the waiting-room stream for Channels, on one ASGI app."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
+
+from config.asgi_auth import TokenAuthMiddleware  # noqa: E402
+from waitlist.consumers import QueueStreamConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                path(
+                    "api/v1/events/<int:event_id>/queue/stream/",
+                    TokenAuthMiddleware(QueueStreamConsumer.as_asgi()),
+                ),
+                re_path(r"", django_app),
+            ]
+        ),
+    }
+)

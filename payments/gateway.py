@@ -1,0 +1,105 @@
+"""The only module that talks to Stripe.
+
+Configured from settings: real Stripe when STRIPE_SECRET_KEY is set, else the
+local Stripe server at STRIPE_API_BASE. Callers never hold a database row
+lock while calling these functions.
+"""
+
+import logging
+from decimal import Decimal
+
+import stripe
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# Currencies Stripe counts in whole units (no cents).
+ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+
+PaymentError = stripe.StripeError
+
+
+def _client() -> stripe.StripeClient:
+    kwargs = {
+        "http_client": stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        "max_network_retries": 1,
+    }
+    if settings.STRIPE_API_BASE:
+        kwargs["base_addresses"] = {"api": settings.STRIPE_API_BASE}
+    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **kwargs)
+
+
+_CLIENT: stripe.StripeClient | None = None
+
+
+def client() -> stripe.StripeClient:
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = _client()
+    return _CLIENT
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    if currency.upper() in ZERO_DECIMAL:
+        return int(amount)
+    return int((amount * 100).to_integral_value())
+
+
+def create_payment_intent(*, booking_id: int, amount: Decimal, currency: str, event_name: str) -> tuple[str, str]:
+    """Create the booking's PaymentIntent; returns (id, client_secret)."""
+    intent = client().v1.payment_intents.create(
+        params={
+            "amount": minor_units(amount, currency),
+            "currency": currency.lower(),
+            "metadata": {"booking_id": str(booking_id)},
+            "description": f"Booking {booking_id}: {event_name}"[:1000],
+            "payment_method_types": ["card"],
+        },
+        options={"idempotency_key": f"booking-{booking_id}-payment-intent"},
+    )
+    return intent.id, intent.client_secret
+
+
+def retrieve_status(payment_intent_id: str) -> str:
+    return client().v1.payment_intents.retrieve(payment_intent_id).status
+
+
+def cancel_payment_intent(payment_intent_id: str) -> str:
+    """Cancel the intent; returns its status afterwards.
+
+    "canceled" means no money can arrive any more. If Stripe refuses because
+    the intent already succeeded (or is processing), that status is returned
+    instead so the caller can honour the payment.
+    """
+    try:
+        return client().v1.payment_intents.cancel(payment_intent_id).status
+    except stripe.InvalidRequestError:
+        return retrieve_status(payment_intent_id)
+
+
+def refund_payment_intent(*, payment_intent_id: str, booking_id: int) -> str:
+    """Refund the whole payment; returns the refund id."""
+    refund = client().v1.refunds.create(
+        params={"payment_intent": payment_intent_id, "metadata": {"booking_id": str(booking_id)}},
+        options={"idempotency_key": f"booking-{booking_id}-refund"},
+    )
+    return refund.id
+
+
+def pay_with_test_card(*, payment_intent_id: str, number: str, exp_month: int, exp_year: int, cvc: str) -> str:
+    """Local Stripe only: what Stripe.js does in a browser, done by the server.
+
+    The local server does not accept `confirm` with a payment_method, so the
+    method is attached with `modify` first. Returns the intent's status.
+    """
+    if not settings.STRIPE_LOCAL:
+        raise RuntimeError("card numbers are only accepted against a local Stripe server")
+    c = client()
+    method = c.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc}}
+    )
+    c.v1.payment_intents.update(payment_intent_id, params={"payment_method": method.id})
+    try:
+        return c.v1.payment_intents.confirm(payment_intent_id).status
+    except stripe.CardError:
+        return "requires_payment_method"

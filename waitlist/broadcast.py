@@ -1,0 +1,52 @@
+"""News about the waiting room, pushed after commit.
+
+One message per event carries the serving number to every ASGI process
+(pub/sub channel layer); each SSE connection works out its own fan's status.
+A fan's token goes to that fan's own group. Losing any of these delays a
+fan's screen, never their place: the tick and the snapshot on reconnect
+read Postgres.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+
+def room_group(event_id: int) -> str:
+    return f"room.{event_id}"
+
+
+def fan_group(event_id: int, fan_id: int) -> str:
+    return f"fan.{event_id}.{fan_id}"
+
+
+def room_update(*, event_id: int, serving: int, rate: float = 0.0, closed: bool = False) -> None:
+    _send(room_group(event_id), {"type": "room.update", "serving": serving, "rate": rate, "closed": closed})
+
+
+def fans_admitted(*, event_id: int, fan_ids: list[int]) -> None:
+    for fan_id in fan_ids:
+        _send(fan_group(event_id, fan_id), {"type": "fan.changed"})
+
+
+def fan_changed(*, event_id: int, fan_id: int) -> None:
+    _send(fan_group(event_id, fan_id), {"type": "fan.changed"})
+
+
+def wake_admitter(*, event_id: int) -> None:
+    from waitlist.tasks import admit_fans_task
+
+    try:
+        admit_fans_task.delay(event_id)
+    except Exception:  # broker down: the periodic tick admits instead
+        log.warning("could not wake the admitter for event %s", event_id, exc_info=True)
+
+
+def _send(group: str, message: dict) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, message)
+    except Exception:  # Redis down: clients catch up from the snapshot
+        log.warning("could not publish to %s", group, exc_info=True)

@@ -1,0 +1,228 @@
+"""Joining, leaving and admission: the waiting room's state changes.
+
+Postgres holds every fan's place. Redis (channel layer, broker) only carries
+news about it, so every push here happens after commit and may be lost
+without harm: the status endpoint and the SSE snapshot read the database.
+"""
+
+import logging
+import random
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ticketing.errors import Conflict, NotFound
+from ticketing.models import Event
+from ticketing.selectors import event_inventory, event_status
+from waitlist import broadcast
+from waitlist.models import AccessToken, QueueEntry, WaitingRoom
+
+log = logging.getLogger(__name__)
+
+
+def create_waiting_room(*, event: Event) -> WaitingRoom:
+    """Create the room and its number sequence (call inside the event's transaction)."""
+    room = WaitingRoom.objects.create(event=event)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE SEQUENCE IF NOT EXISTS {room.sequence_name} MINVALUE 1 START 1")
+    return room
+
+
+def _next_numbers(room: WaitingRoom, count: int) -> list[int]:
+    # nextval() is not transactional and takes no row lock: joins do not queue
+    # behind each other. A rolled-back join leaves a gap, which only makes a
+    # displayed position slightly pessimistic.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [room.sequence_name, count])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def check_can_join(*, event: Event) -> None:
+    inventory = event_inventory(event_id=event.pk)
+    status = event_status(event=event, available=inventory.available, held=inventory.held)
+    if status == "sold_out":
+        raise Conflict("This event is sold out.", code="sold_out")
+    if status == "closed":
+        raise Conflict("The sale for this event is closed.", code="closed")
+
+
+def join_queue(*, event: Event, fan) -> tuple[QueueEntry, bool]:
+    """Put the fan in line; idempotent. Returns (entry, created).
+
+    A fan whose entry is still live (waiting, admitted, booked with tickets)
+    gets it back unchanged. A fan who left, whose token expired unused, or
+    whose booking ended without tickets goes to the back of the line.
+    The (event, fan) unique constraint makes concurrent joins safe.
+    """
+    check_can_join(event=event)
+    room = WaitingRoom.objects.get(event=event)
+    entry = QueueEntry.objects.filter(event=event, fan=fan).first()
+    if entry is not None:
+        if not _entry_finished(entry):
+            return entry, False
+        return _requeue(entry=entry, room=room), True
+
+    number = _next_numbers(room, 1)[0] if room.opened_at else None
+    with transaction.atomic():
+        entry, created = QueueEntry.objects.get_or_create(event=event, fan=fan, defaults={"number": number})
+    if created and number is not None and number <= room.serving_number + 1:
+        # The line was empty ahead of this fan: no need to wait for the tick.
+        broadcast.wake_admitter(event_id=event.pk)
+    return entry, created
+
+
+def _entry_finished(entry: QueueEntry) -> bool:
+    if entry.state == QueueEntry.State.LEFT:
+        return True
+    if entry.state == QueueEntry.State.ADMITTED:
+        return not AccessToken.objects.filter(
+            entry=entry, used_at__isnull=True, expires_at__gt=timezone.now()
+        ).exists()
+    if entry.state == QueueEntry.State.BOOKED:
+        from bookings.models import Booking
+
+        return not Booking.objects.filter(
+            access_token__entry=entry, status__in=[Booking.Status.PROCESSING, Booking.Status.SUCCEEDED]
+        ).exists()
+    return False
+
+
+def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> QueueEntry:
+    number = _next_numbers(room, 1)[0] if room.opened_at else None
+    updated = QueueEntry.objects.filter(pk=entry.pk, state=entry.state).update(
+        number=number, state=QueueEntry.State.WAITING, admitted_at=None
+    )
+    entry.refresh_from_db()
+    if updated and number is not None and number <= room.serving_number + 1:
+        broadcast.wake_admitter(event_id=entry.event_id)
+    return entry
+
+
+def leave_queue(*, event: Event, fan) -> None:
+    """Leave the line; an unused access token dies with the place. Idempotent-ish: 404 once gone."""
+    with transaction.atomic():
+        entry = QueueEntry.objects.select_for_update().filter(event=event, fan=fan).first()
+        if entry is None or entry.state == QueueEntry.State.LEFT:
+            raise NotFound("You are not in line for this event.", code="not_in_queue")
+        now = timezone.now()
+        AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
+        QueueEntry.objects.filter(pk=entry.pk).update(state=QueueEntry.State.LEFT)
+
+
+def admit_fans(*, event_id: int) -> int:
+    """Advance the event's serving number as far as inventory allows.
+
+    One admitter at a time per event: the room row is locked with SKIP LOCKED,
+    so a second admitter returns at once instead of admitting anyone twice.
+    Admits at most (available tickets - unused live tokens) fans, since each
+    admitted fan takes at least one ticket. Returns how many were admitted.
+    """
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        room = (
+            WaitingRoom.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event")
+            .filter(event_id=event_id)
+            .first()
+        )
+        if room is None:
+            return 0
+        event = room.event
+        inventory = event_inventory(event_id=event_id)
+        status = event_status(event=event, available=inventory.available, held=inventory.held, now=now)
+        if status in ("scheduled", "closed") or room.paused:
+            return 0
+        if room.opened_at is None:
+            _open_sale(room=room, now=now)
+        _number_stragglers(room=room)
+        if status == "sold_out":
+            serving = room.serving_number
+            transaction.on_commit(lambda: broadcast.room_update(event_id=event_id, serving=serving, closed=True))
+            return 0
+
+        outstanding = AccessToken.objects.filter(event_id=event_id, used_at__isnull=True, expires_at__gt=now).count()
+        budget = inventory.available - outstanding
+        if room.max_admissions_per_tick:
+            budget = min(budget, room.max_admissions_per_tick)
+        if budget <= 0:
+            return 0
+        admitted = list(
+            QueueEntry.objects.filter(event_id=event_id, state=QueueEntry.State.WAITING, number__isnull=False)
+            .order_by("number")
+            .values_list("id", "fan_id", "number")[:budget]
+        )
+        if not admitted:
+            return 0
+        expires_at = now + timedelta(seconds=settings.ACCESS_TOKEN_TTL_SECONDS)
+        QueueEntry.objects.filter(id__in=[a[0] for a in admitted]).update(
+            state=QueueEntry.State.ADMITTED, admitted_at=now
+        )
+        AccessToken.objects.bulk_create(
+            AccessToken(entry_id=entry_id, event_id=event_id, fan_id=fan_id, issued_at=now, expires_at=expires_at)
+            for entry_id, fan_id, _ in admitted
+        )
+        room.serving_number = max(room.serving_number, admitted[-1][2])
+        _update_rate(room=room, count=len(admitted), now=now)
+        room.save(update_fields=["serving_number", "admission_rate", "last_admitted_at", "updated_at"])
+        serving, rate = room.serving_number, room.admission_rate
+        fan_ids = [a[1] for a in admitted]
+    broadcast.room_update(event_id=event_id, serving=serving, rate=rate)
+    broadcast.fans_admitted(event_id=event_id, fan_ids=fan_ids)
+    return len(admitted)
+
+
+def _open_sale(*, room: WaitingRoom, now) -> None:
+    """Shuffle the pre-queue once, at on-sale, and record the seed for audit.
+
+    Pre-queue numbers are drawn from the sequence before `opened_at` commits,
+    so every fan who joins after the sale opened gets a larger number.
+    """
+    seed = secrets.token_hex(16)
+    pre_queue = list(
+        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True).order_by("id").values_list("id", flat=True)
+    )
+    random.Random(seed).shuffle(pre_queue)
+    _assign_numbers(room=room, entry_ids=pre_queue)
+    room.opened_at = now
+    room.shuffle_seed = seed
+    room.pre_queue_size = len(pre_queue)
+    room.save(update_fields=["opened_at", "shuffle_seed", "pre_queue_size", "updated_at"])
+
+
+def _number_stragglers(*, room: WaitingRoom) -> None:
+    # A fan whose join raced the opening (read "not open", committed after the
+    # shuffle) still has no number: give it the next one, in join order.
+    stragglers = list(
+        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True).order_by("id").values_list("id", flat=True)
+    )
+    _assign_numbers(room=room, entry_ids=stragglers)
+
+
+def _assign_numbers(*, room: WaitingRoom, entry_ids: list[int]) -> None:
+    if not entry_ids:
+        return
+    numbers = _next_numbers(room, len(entry_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE waitlist_queueentry AS q SET number = v.number "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, number) WHERE q.id = v.id",
+            [entry_ids, numbers],
+        )
+
+
+def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
+    # Exponentially smoothed fans/second over the gaps between admissions.
+    if room.last_admitted_at is not None:
+        elapsed = max((now - room.last_admitted_at).total_seconds(), 0.001)
+        instant = count / elapsed
+        room.admission_rate = instant if room.admission_rate == 0 else 0.7 * room.admission_rate + 0.3 * instant
+    room.last_admitted_at = now
+
+
+def set_paused(*, event_id: int, paused: bool) -> None:
+    WaitingRoom.objects.filter(event_id=event_id).update(paused=paused)
+    if not paused:
+        broadcast.wake_admitter(event_id=event_id)
