@@ -29,9 +29,7 @@ ENDED_WITHOUT_TICKETS = (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
 
 def check_quantity(*, event: Event, quantity: object) -> int:
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= event.max_per_order:
-        raise ServiceError(
-            f"Choose between 1 and {event.max_per_order} tickets.", code="invalid_quantity", status=400
-        )
+        raise ServiceError(f"Choose between 1 and {event.max_per_order} tickets.", code="invalid_quantity", status=400)
     return quantity
 
 
@@ -138,7 +136,8 @@ def _return_hold(*, booking_id: int, to: str, reason: str = "") -> Booking | Non
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE bookings_booking SET status = %s, holds_tickets = false, finished_at = now(), "
-            "failure_reason = %s WHERE id = %s AND status = 'processing' RETURNING bucket_id, quantity, event_id, fan_id",
+            "failure_reason = %s WHERE id = %s AND status = 'processing' "
+            "RETURNING bucket_id, quantity, event_id, fan_id",
             [to, reason, booking_id],
         )
         row = cursor.fetchone()
@@ -251,7 +250,10 @@ def _take_late_payment(*, booking: Booking) -> None:
     bucket_id = inventory.take_tickets(event_id=booking.event_id, quantity=booking.quantity, into="sold")
     if bucket_id is not None:
         Booking.objects.filter(pk=booking.pk).update(
-            status=Status.SUCCEEDED, holds_tickets=True, bucket_id=bucket_id, late_payment=True,
+            status=Status.SUCCEEDED,
+            holds_tickets=True,
+            bucket_id=bucket_id,
+            late_payment=True,
             finished_at=timezone.now(),
         )
     else:
@@ -325,6 +327,4 @@ def pending_refund_ids() -> list[int]:
     """Late payments still owed a refund whose call has not been attempted
     (or failed cleanly). A claim left by a crashed worker is not retried
     blindly: staff see it in admin, since the refund may have gone through."""
-    return list(
-        Booking.objects.filter(needs_refund=True, refund_claimed_at__isnull=True).values_list("id", flat=True)
-    )
+    return list(Booking.objects.filter(needs_refund=True, refund_claimed_at__isnull=True).values_list("id", flat=True))

@@ -106,8 +106,7 @@ def release_sold(*, bucket_id: int, quantity: int) -> None:
 def _move(*, bucket_id: int, quantity: int, source: str, target: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {BUCKET} SET {source} = {source} - %s, {target} = {target} + %s "
-            f"WHERE id = %s AND {source} >= %s",
+            f"UPDATE {BUCKET} SET {source} = {source} - %s, {target} = {target} + %s WHERE id = %s AND {source} >= %s",
             [quantity, quantity, bucket_id, quantity],
         )
         if cursor.rowcount != 1:

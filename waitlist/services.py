@@ -78,9 +78,7 @@ def _entry_finished(entry: QueueEntry) -> bool:
     if entry.state == QueueEntry.State.LEFT:
         return True
     if entry.state == QueueEntry.State.ADMITTED:
-        return not AccessToken.objects.filter(
-            entry=entry, used_at__isnull=True, expires_at__gt=timezone.now()
-        ).exists()
+        return not AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=timezone.now()).exists()
     if entry.state == QueueEntry.State.BOOKED:
         from bookings.models import Booking
 
@@ -182,7 +180,9 @@ def _open_sale(*, room: WaitingRoom, now) -> None:
     """
     seed = secrets.token_hex(16)
     pre_queue = list(
-        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True).order_by("id").values_list("id", flat=True)
+        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
     random.Random(seed).shuffle(pre_queue)
     _assign_numbers(room=room, entry_ids=pre_queue)
@@ -196,7 +196,9 @@ def _number_stragglers(*, room: WaitingRoom) -> None:
     # A fan whose join raced the opening (read "not open", committed after the
     # shuffle) still has no number: give it the next one, in join order.
     stragglers = list(
-        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True).order_by("id").values_list("id", flat=True)
+        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
     _assign_numbers(room=room, entry_ids=stragglers)
 
