@@ -1,6 +1,9 @@
-from django.core.cache import cache
+import redis
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+_redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
 def healthz(request):
@@ -13,7 +16,7 @@ def healthz(request):
     except Exception:
         checks["database"] = "down"
     try:
-        cache.client.get_client().ping()
+        _redis.ping()
         checks["redis"] = "ok"
     except Exception:
         checks["redis"] = "down"

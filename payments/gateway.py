@@ -68,8 +68,7 @@ def create_payment_intent(*, booking_id: int, amount: Decimal, currency: str, ev
         params={
             "amount": minor_units(amount, currency),
             "currency": currency.lower(),
-            "metadata": {"booking_id": str(booking_id)},
-            "description": f"Booking {booking_id}: {event_name}"[:1000],
+            "metadata": {"booking_id": str(booking_id), "event": event_name[:400]},
             "payment_method_types": ["card"],
         },
         options={"idempotency_key": f"booking-{booking_id}-payment-intent"},

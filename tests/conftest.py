@@ -1,8 +1,63 @@
+import tempfile
+from pathlib import Path
+
+# tests/env.py (loaded with -p, before Django reads its settings) points the
+# tests at their own Redis database and local Stripe server.
 import pytest
+import redis
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import FanFactory, make_event
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_redis():
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def log_dir():
+    path = Path(tempfile.mkdtemp(prefix="ticketing-test-logs-"))
+    yield path
+
+
+@pytest.fixture(scope="session")
+def local_stripe(log_dir):
+    from tests.stack import LocalStripe
+
+    stripe = LocalStripe(log_dir)
+    yield stripe
+    stripe.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, local_stripe, log_dir):
+    """The session's running product: ASGI server, worker, beat."""
+    from tests.stack import Stack
+
+    running = Stack(log_dir=log_dir, stripe=local_stripe)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def stack_factory(django_db_setup, local_stripe, log_dir):
+    """Start a stack with other settings (e.g. a short HOLD_SECONDS) for one test."""
+    from tests.stack import Stack
+
+    started = []
+
+    def start(**env):
+        s = Stack(log_dir=log_dir, stripe=local_stripe, **env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
 
 
 @pytest.fixture

@@ -43,9 +43,16 @@ def create_event(
             capacity=capacity,
             max_per_order=max_per_order,
         )
-        create_inventory(event=event)
-        create_waiting_room(event=event)
+        provision_event(event=event)
     return event
+
+
+def provision_event(*, event: Event) -> None:
+    """Give a newly saved event its inventory buckets and waiting room.
+
+    Call in the transaction that created the event (create_event, admin)."""
+    create_inventory(event=event)
+    create_waiting_room(event=event)
 
 
 def create_inventory(*, event: Event) -> None:
