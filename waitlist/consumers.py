@@ -72,9 +72,12 @@ class QueueStreamConsumer(AsyncConsumer):
         self._watch_token_expiry()
 
     async def room_update(self, message):
-        if self.state != QueueEntry.State.WAITING or self.number is None or message.get("closed"):
-            if message.get("closed") and self.status["status"] == "waiting":
-                await self._reload()
+        if self.state != QueueEntry.State.WAITING:
+            return
+        if self.number is None or message.get("closed"):
+            # Pre-queue fans learn their number once the sale opens; waiting
+            # fans learn the line closed. Both are in Postgres.
+            await self._reload()
             return
         serving = message["serving"]
         if self.number <= serving:

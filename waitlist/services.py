@@ -57,12 +57,12 @@ def join_queue(*, event: Event, fan) -> tuple[QueueEntry, bool]:
     whose booking ended without tickets goes to the back of the line.
     The (event, fan) unique constraint makes concurrent joins safe.
     """
+    entry = QueueEntry.objects.filter(event=event, fan=fan).first()
+    if entry is not None and not _entry_finished(entry):
+        return entry, False
     check_can_join(event=event)
     room = WaitingRoom.objects.get(event=event)
-    entry = QueueEntry.objects.filter(event=event, fan=fan).first()
     if entry is not None:
-        if not _entry_finished(entry):
-            return entry, False
         return _requeue(entry=entry, room=room), True
 
     number = _next_numbers(room, 1)[0] if room.opened_at else None
