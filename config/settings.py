@@ -75,6 +75,8 @@ DATABASES["default"]["OPTIONS"]["pool"] = {
     "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+if env("TEST_DATABASE_NAME", default=""):
+    DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis carries news only (broker, channel layer, cache): nothing that cannot

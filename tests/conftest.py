@@ -18,6 +18,12 @@ def _clean_test_redis():
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Real hashing costs ~0.3 s a fan; tests create hundreds of fans.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session")
 def log_dir():
     path = Path(tempfile.mkdtemp(prefix="ticketing-test-logs-"))

@@ -6,23 +6,24 @@ own the transaction. Locks: one bucket row per move, except consolidation,
 which locks an event's buckets in index order.
 """
 
-from django.db import connection
+from django.db import connection, transaction
 
 BUCKET = "ticketing_inventorybucket"
 
-# Try an unlocked bucket that can serve the whole order first (SKIP LOCKED
-# spreads concurrent reservations over the buckets), then wait for any bucket
-# that can. Row order is random so waiters spread too.
+# Try an unlocked bucket that can serve the whole order first (SKIP LOCKED in
+# random order spreads concurrent reservations over the buckets), then wait
+# for the first bucket, in index order, that can.
 _TAKE_FROM_ONE_BUCKET = f"""
 UPDATE {BUCKET} SET available = available - %(n)s, {{column}} = {{column}} + %(n)s
 WHERE id = (
     SELECT id FROM {BUCKET}
     WHERE event_id = %(event)s AND available >= %(n)s
-    ORDER BY random() LIMIT 1
+    ORDER BY {{order}} LIMIT 1
     FOR UPDATE {{skip}}
 ) AND available >= %(n)s
 RETURNING id
 """
+_ATTEMPTS = (("random()", "SKIP LOCKED"), ("index", ""))
 
 
 def take_tickets(*, event_id: int, quantity: int, into: str = "held") -> int | None:
@@ -31,16 +32,24 @@ def take_tickets(*, event_id: int, quantity: int, into: str = "held") -> int | N
     Returns the bucket id they came from, or None when the event as a whole
     does not have them. When no single bucket has enough but the buckets
     together do, tickets are first gathered into one bucket.
+
+    Deadlock freedom: a row lock taken on a row that then fails the
+    `available >= n` re-check is kept until the (sub)transaction ends, so each
+    attempt runs in a savepoint that is rolled back when it finds nothing;
+    every wait then happens in bucket index order.
     """
     if into not in ("held", "sold"):
         raise ValueError(into)
     params = {"event": event_id, "n": quantity}
     with connection.cursor() as cursor:
-        for skip in ("SKIP LOCKED", ""):
-            cursor.execute(_TAKE_FROM_ONE_BUCKET.format(column=into, skip=skip), params)
+        for order, skip in _ATTEMPTS:
+            savepoint = transaction.savepoint()
+            cursor.execute(_TAKE_FROM_ONE_BUCKET.format(column=into, order=order, skip=skip), params)
             row = cursor.fetchone()
             if row:
+                transaction.savepoint_commit(savepoint)
                 return row[0]
+            transaction.savepoint_rollback(savepoint)
     bucket_id = _consolidate(event_id=event_id, quantity=quantity)
     if bucket_id is None:
         return None
