@@ -57,6 +57,8 @@ class Booking(models.Model):
     # set just before calling Stripe so two workers never refund twice.
     needs_refund = models.BooleanField(default=False)
     refund_claimed_at = models.DateTimeField(null=True, blank=True)
+    # Who refunded and what became of the tickets, for the record.
+    refund_note = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

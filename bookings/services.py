@@ -285,6 +285,42 @@ def refund_late_payment(*, booking_id: int) -> None:
     broadcast.fan_changed(event_id=booking.event_id, fan_id=booking.fan_id)
 
 
+def refund_booking(*, booking_id: int, return_tickets: bool, staff_email: str) -> Booking:
+    """Staff refund of a paid booking: succeeded -> refunded, exactly once.
+
+    The refund is claimed by a conditional UPDATE before Stripe is called (no
+    row lock held across the call); the tickets go back to the pool only if
+    staff chose so. Raises ServiceError if the booking is not refundable or
+    Stripe refuses.
+    """
+    claimed = Booking.objects.filter(pk=booking_id, status=Status.SUCCEEDED, refund_claimed_at__isnull=True).update(
+        refund_claimed_at=timezone.now()
+    )
+    if not claimed:
+        raise Conflict("Only a paid booking that is not already being refunded can be refunded.", code="not_refundable")
+    booking = Booking.objects.get(pk=booking_id)
+    try:
+        refund_id = gateway.refund_payment_intent(payment_intent_id=booking.payment_intent_id, booking_id=booking_id)
+    except gateway.PaymentError as exc:
+        Booking.objects.filter(pk=booking_id).update(refund_claimed_at=None)
+        raise ServiceError(f"Stripe refused the refund: {exc}", code="refund_failed", status=502) from None
+    note = f"refunded by {staff_email}; tickets {'returned to the pool' if return_tickets else 'kept out of sale'}"
+    with transaction.atomic(durable=True):
+        updated = Booking.objects.filter(pk=booking_id, status=Status.SUCCEEDED).update(
+            status=Status.REFUNDED,
+            refund_id=refund_id,
+            refund_note=note[:255],
+            finished_at=timezone.now(),
+            holds_tickets=not return_tickets,
+        )
+        if updated and return_tickets:
+            inventory.release_sold(bucket_id=booking.bucket_id, quantity=booking.quantity)
+            event_id, fan_id = booking.event_id, booking.fan_id
+            transaction.on_commit(lambda: _tickets_returned(event_id=event_id, fan_id=fan_id))
+    booking.refresh_from_db()
+    return booking
+
+
 def record_payment_failed(*, booking_id: int) -> Booking:
     """A declined payment: the hold ends and the tickets go back (processing -> failed).
 

@@ -36,12 +36,15 @@ def admit_directly(*, event, fans) -> list[str]:
     (tests of booking under load need more admitted fans than tickets)."""
     from datetime import timedelta
 
+    from django.db.models import Max
+
     from waitlist.models import AccessToken, QueueEntry
     from waitlist.tokens import sign_token
 
     now = timezone.now()
     tokens = []
-    for number, fan in enumerate(fans, start=1):
+    first = (QueueEntry.objects.filter(event=event).aggregate(m=Max("number"))["m"] or 0) + 1
+    for number, fan in enumerate(fans, start=first):
         entry = QueueEntry.objects.create(
             event=event, fan=fan, number=number, state=QueueEntry.State.ADMITTED, admitted_at=now
         )
