@@ -90,3 +90,4 @@ def test_unpaid_hold_expires_cancels_the_intent_and_admits_the_next_fan(stack_fa
     assert status["access_token"]
     inventory = event_inventory(event_id=event.pk)
     assert (inventory.available, inventory.held, inventory.sold) == (2, 0, 0)
+
