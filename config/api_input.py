@@ -15,6 +15,9 @@ def required_string(data: dict, field: str, *, max_length: int = 255) -> str:
         raise ServiceError(f"'{field}' is required and must be a non-empty string.", code="invalid")
     if len(value) > max_length:
         raise ServiceError(f"'{field}' is too long.", code="invalid")
+    if "\x00" in value:
+        # Postgres text cannot hold NUL: a lookup with one is a DataError (500).
+        raise ServiceError(f"'{field}' must not contain NUL characters.", code="invalid")
     return value
 
 

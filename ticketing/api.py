@@ -1,3 +1,4 @@
+from django.contrib.auth import get_user_model
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import PageNumberPagination
@@ -8,6 +9,10 @@ from rest_framework.throttling import SimpleRateThrottle
 from config.api_input import json_object, required_string
 from ticketing import accounts
 from ticketing.selectors import event_status, events_with_inventory
+
+# The email is stored as the username too, whose column is shorter than the
+# 254 characters an address may have: a longer one would be a DataError (500).
+EMAIL_MAX_LENGTH = min(254, get_user_model()._meta.get_field("username").max_length)
 
 
 class AccountThrottle(SimpleRateThrottle):
@@ -26,7 +31,7 @@ class AccountThrottle(SimpleRateThrottle):
 def create_account(request):
     data = json_object(request.data)
     user, token = accounts.create_fan(
-        email=required_string(data, "email", max_length=254), password=required_string(data, "password")
+        email=required_string(data, "email", max_length=EMAIL_MAX_LENGTH), password=required_string(data, "password")
     )
     return Response({"id": user.pk, "email": user.email, "token": token}, status=201)
 
