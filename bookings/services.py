@@ -67,6 +67,8 @@ def reserve_tickets(*, event: Event, fan, quantity: object, access_token: object
     after commit.
     """
     quantity = check_quantity(event=event, quantity=quantity)
+    if event.sale_closed or event.starts_at <= timezone.now():
+        raise Conflict("The sale for this event is closed.", code="sale_closed")
     try:
         claims = read_token(access_token)
     except InvalidTokenString:
@@ -103,7 +105,10 @@ def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
         cursor.execute(
             "UPDATE waitlist_accesstoken SET used_at = now() "
             "WHERE id = %s AND fan_id = %s AND event_id = %s AND used_at IS NULL "
-            "AND expires_at > now() - make_interval(secs => %s) RETURNING entry_id",
+            "AND expires_at > now() - make_interval(secs => %s) "
+            # A fan who left the line gave up the admission with it.
+            "AND EXISTS (SELECT 1 FROM waitlist_queueentry q WHERE q.id = entry_id AND q.state = 'admitted') "
+            "RETURNING entry_id",
             [token_id, fan_id, event_id, settings.ACCESS_TOKEN_LEEWAY_SECONDS],
         )
         row = cursor.fetchone()
@@ -114,6 +119,8 @@ def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
         raise Forbidden("This access token is not valid.", code="invalid_token")
     if token.used_at is not None:
         raise Forbidden("This access token has already been used.", code="token_used")
+    if not QueueEntry.objects.filter(pk=token.entry_id, state=QueueEntry.State.ADMITTED).exists():
+        raise Forbidden("This access token was given up when you left the line.", code="invalid_token")
     raise Forbidden("This access token has expired. Join the line again.", code="token_expired")
 
 
@@ -176,10 +183,10 @@ def cancel_booking(*, booking_id: int, fan) -> Booking:
     if booking is None:
         raise NotFound("No such booking.")
     if booking.status != Status.PROCESSING:
-        raise Conflict(f"This booking is {booking.status} and cannot be cancelled.", code="not_cancellable")
+        raise Conflict(f"This booking can no longer be cancelled (it is {booking.status}).", code="not_cancellable")
     ended = _end_hold(booking=booking, to=Status.CANCELLED, reason="cancelled_by_fan")
     if ended.status != Status.CANCELLED:
-        raise Conflict(f"This booking is {ended.status} and cannot be cancelled.", code="not_cancellable")
+        raise Conflict(f"This booking can no longer be cancelled (it is {ended.status}).", code="not_cancellable")
     return ended
 
 

@@ -25,6 +25,16 @@ def error_response(*, status: int, code: str, detail: str, headers: dict | None 
     return Response({"error": code, "detail": detail}, status=status, headers=headers)
 
 
+def json_not_found(request, exception=None):
+    """404s under /api/ are JSON like every other API error (Django's default is HTML)."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return error_response(status=exc.status, code=exc.code, detail=exc.detail)

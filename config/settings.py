@@ -69,12 +69,18 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ticketing"),
 }
 DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"]["pool"] = {
-    "min_size": env.int("DB_POOL_MIN", default=1),
-    "max_size": env.int("DB_POOL_MAX", default=8),
-    "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
-}
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+if env.bool("DB_POOL", default=True):
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.int("DB_POOL_MIN", default=1),
+        "max_size": env.int("DB_POOL_MAX", default=8),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # Celery's prefork children must not share a pool's sockets with their
+    # parent: they keep one persistent connection each instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if env("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

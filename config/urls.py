@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from bookings import api as bookings_api
+from config.api_errors import json_not_found
 from config.health import healthz
 from payments.views import stripe_webhook
 from ticketing import api as ticketing_api
@@ -16,6 +17,8 @@ api_v1 = [
     path("bookings/", bookings_api.bookings, name="api-bookings"),
     path("bookings/<int:booking_id>/", bookings_api.booking_detail, name="api-booking"),
     path("bookings/<int:booking_id>/cancel/", bookings_api.booking_cancel, name="api-booking-cancel"),
+    # Anything else under /api/v1/ (e.g. a non-numeric id) is a JSON 404, in DEBUG too.
+    re_path(r"^", json_not_found),
 ]
 
 urlpatterns = [
@@ -28,3 +31,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("config.site_urls")),
 ]
+
+handler404 = json_not_found

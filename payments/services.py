@@ -21,17 +21,37 @@ log = logging.getLogger(__name__)
 
 
 def verify_event(*, payload: bytes, signature: str | None) -> dict:
-    """Check the Stripe-Signature header; returns the event as a dict (400 if bad)."""
+    """Check the Stripe-Signature header and the event's shape; returns the event.
+
+    Anything unsigned or malformed is a 400 (Stripe stops retrying a 4xx
+    only after its retry schedule, but such a delivery can never succeed).
+    """
     if not signature:
         raise ServiceError("Missing Stripe-Signature header.", code="bad_signature")
     try:
-        event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
-    except (stripe.SignatureVerificationError, ValueError):
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=300
+        )
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
         raise ServiceError("The Stripe signature does not match this payload.", code="bad_signature") from None
-    data = event.to_dict() if hasattr(event, "to_dict") else json.loads(payload)
-    if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
-        raise ServiceError("Not a Stripe event.", code="invalid")
-    return data
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ServiceError("The event is not JSON.", code="invalid") from None
+    data = event.get("data") if isinstance(event, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not (
+        isinstance(obj, dict)
+        and isinstance(event.get("id"), str)
+        and 0 < len(event["id"]) <= 255
+        and isinstance(event.get("type"), str)
+        and isinstance(obj, dict)
+        and isinstance(obj.get("id", ""), str)
+        and isinstance(obj.get("payment_intent") or "", str)
+        and isinstance(obj.get("metadata") or {}, dict)
+    ):
+        raise ServiceError("Not a Stripe event this endpoint understands.", code="invalid")
+    return event
 
 
 def handle_event(*, event: dict) -> str:

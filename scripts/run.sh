@@ -40,9 +40,9 @@ fi
 .venv/bin/uvicorn config.asgi:application --host "${HOST:-127.0.0.1}" --port "$PORT" \
   --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 &
 pids+=($!)
-.venv/bin/celery -A config worker --loglevel "${CELERY_LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}" &
+DB_POOL=false .venv/bin/celery -A config worker --loglevel "${CELERY_LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}" &
 pids+=($!)
-.venv/bin/celery -A config beat --loglevel "${CELERY_LOG_LEVEL:-info}" --schedule .run/celerybeat-schedule &
+DB_POOL=false .venv/bin/celery -A config beat --loglevel "${CELERY_LOG_LEVEL:-info}" --schedule .run/celerybeat-schedule &
 pids+=($!)
 
 for _ in $(seq 1 50); do

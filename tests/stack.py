@@ -144,7 +144,7 @@ class Stack:
                     "--schedule",
                     str(log_dir / f"beat-{self.port}.db"),
                 ],
-                self.env,
+                {**self.env, "DB_POOL": "false"},
                 log_dir,
             )
         wait_for(
@@ -192,7 +192,7 @@ class Stack:
                 "--without-gossip",
                 "--without-mingle",
             ],
-            self.env,
+            {**self.env, "DB_POOL": "false"},
             self.log_dir,
         )
         self.processes[name] = process

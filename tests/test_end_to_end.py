@@ -5,8 +5,8 @@ webhooks, Postgres and Redis."""
 import pytest
 
 from bookings.models import Booking
-from tests.fan_client import FanClient
 from tests.factories import make_event
+from tests.fan_client import FanClient
 from ticketing.selectors import event_inventory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.stack]
@@ -90,4 +90,3 @@ def test_unpaid_hold_expires_cancels_the_intent_and_admits_the_next_fan(stack_fa
     assert status["access_token"]
     inventory = event_inventory(event_id=event.pk)
     assert (inventory.available, inventory.held, inventory.sold) == (2, 0, 0)
-

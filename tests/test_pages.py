@@ -437,7 +437,7 @@ def test_cancel_of_an_ended_booking_changes_nothing(site, fan, event, stripe_fak
 
     response = site.post(reverse("booking-cancel", args=[booking.pk]))
 
-    assert messages_of(response) == ["This booking is succeeded and cannot be cancelled."]
+    assert messages_of(response) == ["This booking can no longer be cancelled (it is succeeded)."]
     booking.refresh_from_db()
     assert booking.status == Booking.Status.SUCCEEDED
     assert stripe_fake.cancelled == []

@@ -18,6 +18,8 @@ def normalize_email(email: str) -> str:
 
 def check_new_fan(*, email: str, password: str) -> str:
     email = normalize_email(email)
+    if len(email) > User._meta.get_field("username").max_length:
+        raise ServiceError("That email address is too long.", code="invalid")
     try:
         validate_email(email)
     except ValidationError:
