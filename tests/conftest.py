@@ -40,13 +40,19 @@ def local_stripe(log_dir):
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker, local_stripe, log_dir):
-    """The session's running product: ASGI server, worker, beat."""
+def _session_stack(django_db_setup, local_stripe, log_dir):
     from tests.stack import Stack
 
     running = Stack(log_dir=log_dir, stripe=local_stripe)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def stack(_session_stack, local_stripe):
+    """The session's running product: ASGI server, worker, beat (webhooks routed to it)."""
+    local_stripe.route_webhooks_to(_session_stack.base_url)
+    return _session_stack
 
 
 @pytest.fixture
@@ -57,7 +63,8 @@ def stack_factory(django_db_setup, local_stripe, log_dir):
     started = []
 
     def start(**env):
-        s = Stack(log_dir=log_dir, stripe=local_stripe, **env)
+        # Redis databases 10-15: apart from the session stack's (the tests' own).
+        s = Stack(log_dir=log_dir, stripe=local_stripe, redis_db=10 + len(started) % 6, **env)
         started.append(s)
         return s
 

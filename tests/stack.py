@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,10 +124,17 @@ class LocalStripe:
 
 
 class Stack:
-    def __init__(self, *, log_dir: Path, stripe: LocalStripe, beat: bool = True, **env_overrides):
+    def __init__(
+        self, *, log_dir: Path, stripe: LocalStripe, beat: bool = True, redis_db: int | None = None, **env_overrides
+    ):
+        """`redis_db`: a Redis database of its own, so this stack's worker never
+        takes tasks meant for another stack running at the same time."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        if redis_db is not None:
+            env_overrides["REDIS_URL"] = settings.REDIS_URL.rsplit("/", 1)[0] + f"/{redis_db}"
         self.env = base_env(PORT=self.port, **env_overrides)
+        redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
         self.log_dir = log_dir
         self.processes: dict[str, Process] = {}
         self.processes["web"] = self._web(self.port, "web")

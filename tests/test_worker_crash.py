@@ -5,7 +5,6 @@ import time
 
 import pytest
 import redis
-from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from bookings.models import Booking
@@ -36,7 +35,7 @@ def test_holds_expire_after_worker_crash_and_broker_flush(stack_factory):
     # The worker dies with the countdown tasks in its memory; the broker loses the rest.
     stack.processes["worker"].kill()
     stack.processes["worker"].popen.wait(timeout=10)
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    redis.Redis.from_url(stack.env["REDIS_URL"]).flushdb()
     time.sleep(HOLD_SECONDS)
     assert Booking.objects.filter(pk__in=booking_ids, status="processing").count() == 5
 
