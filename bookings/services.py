@@ -133,14 +133,22 @@ def _schedule_expiry(*, booking_id: int, countdown: float) -> None:
         log.warning("could not schedule expiry of booking %s", booking_id, exc_info=True)
 
 
-def _return_hold(*, booking_id: int, to: str, reason: str = "") -> Booking | None:
+def _return_hold(*, booking_id: int, to: str, reason: str = "", skip_locked: bool = False) -> Booking | None:
     """processing -> `to`, tickets back to their bucket, exactly once.
 
     Call inside a transaction. The conditional UPDATE on the booking is the
     guard: whichever path (webhook, task, sweeper, fan) gets here second
-    finds no processing booking and changes nothing.
+    finds no processing booking and changes nothing. With `skip_locked`
+    (expiry), a booking another worker has locked is left to that worker.
     """
     with connection.cursor() as cursor:
+        if skip_locked:
+            cursor.execute(
+                "SELECT 1 FROM bookings_booking WHERE id = %s AND status = 'processing' FOR UPDATE SKIP LOCKED",
+                [booking_id],
+            )
+            if cursor.fetchone() is None:
+                return None
         cursor.execute(
             "UPDATE bookings_booking SET status = %s, holds_tickets = false, finished_at = now(), "
             "failure_reason = %s WHERE id = %s AND status = 'processing' "
@@ -226,7 +234,7 @@ def _end_hold(*, booking: Booking, to: str, reason: str) -> Booking:
             _schedule_expiry(booking_id=booking.pk, countdown=30)
             return booking
     with transaction.atomic(durable=True):
-        _return_hold(booking_id=booking.pk, to=to, reason=reason)
+        _return_hold(booking_id=booking.pk, to=to, reason=reason, skip_locked=to == Status.EXPIRED)
     booking.refresh_from_db()
     return booking
 
