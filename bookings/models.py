@@ -1,4 +1,6 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 
@@ -50,6 +52,10 @@ class Booking(models.Model):
     # Stripe
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     client_secret = models.CharField(max_length=255, blank=True)
+    # Intents replaced after a declined card (see restart_payment): events
+    # about them still find this booking.
+    previous_payment_intents = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    payment_attempts = models.PositiveSmallIntegerField(default=1)
     refund_id = models.CharField(max_length=255, blank=True)
     # Money arrived after the hold had ended.
     late_payment = models.BooleanField(default=False)
@@ -77,6 +83,7 @@ class Booking(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "expires_at"], name="booking_status_expiry"),
+            GinIndex(fields=["previous_payment_intents"], name="booking_previous_intents"),
         ]
 
     def __str__(self) -> str:

@@ -300,6 +300,40 @@ def refund_late_payment(*, booking_id: int) -> None:
     broadcast.fan_changed(event_id=booking.event_id, fan_id=booking.fan_id)
 
 
+def restart_payment(*, booking: Booking) -> Booking:
+    """Give a booking whose card was declined a fresh PaymentIntent.
+
+    The local Stripe server cannot confirm a declined intent again (real
+    Stripe can), so a retry after a decline cancels the old intent and opens
+    a new one; payment on it is then handled as a late payment (the tickets
+    are retaken if the pool still has them, else refunded). If the old intent
+    turns out to have succeeded, that payment is recorded instead. Stripe is
+    called with no row locked; the swap is a conditional UPDATE.
+    """
+    if booking.status != Status.FAILED or booking.failure_reason not in ("payment_failed", "payment_retried"):
+        return booking
+    old_status = gateway.cancel_payment_intent(booking.payment_intent_id)
+    if old_status in ("succeeded", "processing"):
+        return record_payment_succeeded(booking_id=booking.pk) if old_status == "succeeded" else booking
+    attempt = booking.payment_attempts + 1
+    intent_id, client_secret = gateway.create_payment_intent(
+        booking_id=booking.pk,
+        amount=booking.amount,
+        currency=booking.currency,
+        event_name=booking.event.name,
+        attempt=attempt,
+    )
+    Booking.objects.filter(pk=booking.pk, payment_intent_id=booking.payment_intent_id).update(
+        payment_intent_id=intent_id,
+        client_secret=client_secret,
+        payment_attempts=attempt,
+        previous_payment_intents=booking.previous_payment_intents + [booking.payment_intent_id],
+        failure_reason="payment_retried",
+    )
+    booking.refresh_from_db()
+    return booking
+
+
 def refund_booking(*, booking_id: int, return_tickets: bool, staff_email: str) -> Booking:
     """Staff refund of a paid booking: succeeded -> refunded, exactly once.
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from bookings.models import Booking
+from bookings.services import restart_payment
 from payments import gateway
 from ticketing.errors import Conflict, Forbidden, ServiceError, Unavailable
 
@@ -67,6 +68,11 @@ def pay_with_test_card(*, booking: Booking, card_number: str, exp_month: int, ex
         card_number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc
     )
     try:
+        if booking.status == Booking.Status.FAILED:
+            # Another card after a decline: a fresh intent (see restart_payment).
+            booking = restart_payment(booking=booking)
+            if booking.status != Booking.Status.FAILED:
+                return "succeeded" if booking.status == Booking.Status.SUCCEEDED else booking.status
         return gateway.pay_with_test_card(
             payment_intent_id=booking.payment_intent_id, number=number, exp_month=exp_month, exp_year=exp_year, cvc=cvc
         )

@@ -62,8 +62,10 @@ def minor_units(amount: Decimal, currency: str) -> int:
     return int((amount * 100).to_integral_value())
 
 
-def create_payment_intent(*, booking_id: int, amount: Decimal, currency: str, event_name: str) -> tuple[str, str]:
-    """Create the booking's PaymentIntent; returns (id, client_secret)."""
+def create_payment_intent(
+    *, booking_id: int, amount: Decimal, currency: str, event_name: str, attempt: int = 1
+) -> tuple[str, str]:
+    """Create the booking's PaymentIntent (one per attempt); returns (id, client_secret)."""
     intent = client().v1.payment_intents.create(
         params={
             "amount": minor_units(amount, currency),
@@ -71,7 +73,7 @@ def create_payment_intent(*, booking_id: int, amount: Decimal, currency: str, ev
             "metadata": {"booking_id": str(booking_id), "event": event_name[:400]},
             "payment_method_types": ["card"],
         },
-        options={"idempotency_key": f"booking-{booking_id}-payment-intent"},
+        options={"idempotency_key": f"booking-{booking_id}-payment-intent-{attempt}"},
     )
     return intent.id, intent.client_secret
 

@@ -100,7 +100,10 @@ def _record_once(*, event: dict, intent_id: str) -> bool:
 def _find_booking(*, intent_id: str, obj: dict) -> Booking | None:
     if not intent_id:
         return None
-    booking = Booking.objects.filter(payment_intent_id=intent_id).first()
+    booking = (
+        Booking.objects.filter(payment_intent_id=intent_id).first()
+        or Booking.objects.filter(previous_payment_intents__contains=[intent_id]).first()
+    )
     if booking is None:
         # The intent was created but the booking never stored its id (crash
         # between the two): the metadata still names it.

@@ -90,3 +90,22 @@ def test_unpaid_hold_expires_cancels_the_intent_and_admits_the_next_fan(stack_fa
     assert status["access_token"]
     inventory = event_inventory(event_id=event.pk)
     assert (inventory.available, inventory.held, inventory.sold) == (2, 0, 0)
+
+
+def test_declined_then_good_card_within_the_hold_succeeds(stack):
+    event = make_event(tickets=10)
+    fan = FanClient(stack.base_url)
+    fan.sign_up()
+    booking = fan.book(event.pk, 2, join_and_get_token(fan, event.pk)).json()
+    fan.log_in_to_site()
+
+    fan.pay_on_pay_page(booking["pay_url"], "4000000000000341")
+    assert fan.wait_for_booking(booking["id"], "failed")["status"] == "failed"
+    assert event_inventory(event_id=event.pk).available == 10
+    fan.pay_on_pay_page(booking["pay_url"], "4242424242424242")
+
+    final = fan.wait_for_booking(booking["id"], "succeeded")
+    assert final["status"] == "succeeded", (final, stack.logs())
+    assert final["payment"]["payment_intent"] != booking["payment"]["payment_intent"]
+    inventory = event_inventory(event_id=event.pk)
+    assert (inventory.available, inventory.held, inventory.sold) == (8, 0, 2)

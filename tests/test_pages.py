@@ -36,9 +36,9 @@ class FakeStripe:
         self.payments: list[dict] = []
         self.pay_result = "succeeded"
 
-    def create_payment_intent(self, *, booking_id, amount, currency, event_name):
+    def create_payment_intent(self, *, booking_id, amount, currency, event_name, attempt=1):
         self.intents += 1
-        return f"pi_test_{booking_id}", f"pi_test_{booking_id}_secret_abc"
+        return f"pi_test_{booking_id}_{attempt}", f"pi_test_{booking_id}_{attempt}_secret_abc"
 
     def cancel_payment_intent(self, payment_intent_id):
         self.cancelled.append(payment_intent_id)
@@ -307,7 +307,7 @@ def test_booking_holds_tickets_and_goes_to_the_pay_page(site, fan, event, stripe
     assert response.status_code == 302
     assert response.url == reverse("booking-pay", kwargs={"booking_id": booking.pk})
     assert (booking.status, booking.quantity, str(booking.amount)) == ("processing", 3, "148.50")
-    assert booking.payment_intent_id == f"pi_test_{booking.pk}"
+    assert booking.payment_intent_id == f"pi_test_{booking.pk}_1"
     assert event_inventory(event_id=event.pk).held == 3
 
 
@@ -585,6 +585,10 @@ def test_a_declined_booking_can_be_paid_with_another_card_until_its_hold_would_e
     assert "Try another card" in site.get(reverse("booking-detail", args=[booking.pk])).content.decode()
     assert site.post(url, CARD).status_code == 302
     assert len(stripe_fake.payments) == 1
+    # The declined intent was replaced by a fresh one, which took the payment.
+    booking.refresh_from_db()
+    assert stripe_fake.payments[0]["payment_intent_id"] == booking.payment_intent_id == f"pi_test_{booking.pk}_2"
+    assert booking.previous_payment_intents == [f"pi_test_{booking.pk}_1"]
 
     Booking.objects.filter(pk=booking.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert "This booking is failed and cannot be paid." in site.get(url).content.decode()
