@@ -14,6 +14,7 @@ $PY manage.py seed_demo | tail -n 1 > .run/demo_event_id
 
 pids=()
 stop() {
+  local code="${1:-0}"
   trap - INT TERM EXIT
   echo
   echo "stopping..."
@@ -22,8 +23,10 @@ stop() {
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   echo "stopped."
+  exit "$code"
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
 
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:8420}"
@@ -36,7 +39,7 @@ else
   payments="Stripe with your keys (forward webhooks to /payments/stripe/webhook/, e.g. stripe listen --forward-to)"
 fi
 
-# uvicorn: Daphne could not keep up with mass SSE connects (ARCHITECTURE.md).
+# uvicorn: Daphne could not keep up with mass SSE connects in our measurements.
 .venv/bin/uvicorn config.asgi:application --host "${HOST:-127.0.0.1}" --port "$PORT" \
   --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 &
 pids+=($!)
@@ -61,4 +64,5 @@ cat <<MSG
 
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited; shutting down the rest"
+echo "a process exited unexpectedly; shutting down the rest (see the log above)"
+stop 1

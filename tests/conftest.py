@@ -1,10 +1,12 @@
 import tempfile
+import time
 from pathlib import Path
 
 # tests/env.py (loaded with -p, before Django reads its settings) points the
 # tests at their own Redis database and local Stripe server.
 import pytest
 import redis
+from django.test import TransactionTestCase
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -16,6 +18,28 @@ def _clean_test_redis():
     from django.conf import settings
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+def _flush_retrying_deadlocks(original):
+    """Test stacks keep running between tests (the beat's admission tick and
+    sweeper touch several tables), so the TRUNCATE that ends a transactional
+    test can deadlock with them; Postgres then cancels one side. Retry it."""
+
+    def flush(self):
+        from django.db import OperationalError
+
+        for attempt in range(5):
+            try:
+                return original(self)
+            except OperationalError as exc:
+                if "deadlock" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    return flush
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         run = secrets.token_hex(4)
         written = 0
         with open(o["out"], "w", newline="") as fh:
-            out = csv.writer(fh)
+            out = csv.writer(fh, lineterminator="\n")
             for start in range(0, o["count"], o["batch"]):
                 size = min(o["batch"], o["count"] - start)
                 emails = [f"fan-{run}-{start + i}@example.com" for i in range(size)]
