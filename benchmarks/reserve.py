@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/reserve.py [--seconds 10] [--connections 8 64]
 
-Runs the product's reservation service (bookings.services.reserve_tickets:
+Runs the product's reservation service (bookings.reservation.reserve_tickets:
 spend an access token, take tickets from an inventory bucket, insert the
 booking, in one transaction) against one event, from worker processes that
 each drive several connections. In the same run, on the same database,
@@ -92,7 +92,7 @@ def worker(event_id: int, work: list[tuple[int, str]], threads: int, start_at: f
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from bookings.services import reserve_tickets
+    from bookings.reservation import reserve_tickets
     from ticketing.models import Event
 
     event = Event.objects.get(pk=event_id)

@@ -8,29 +8,22 @@ call out, then re-check under a short lock.
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from bookings.models import Booking
+from bookings.reservation import reserve_tickets
 from payments import gateway
 from ticketing import inventory
-from ticketing.errors import Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from ticketing.errors import Conflict, NotFound, ServiceError, Unavailable
 from ticketing.models import Event
 from waitlist import broadcast
 from waitlist.models import AccessToken, QueueEntry
-from waitlist.tokens import InvalidTokenString, read_token
 
 log = logging.getLogger(__name__)
 
 Status = Booking.Status
 ENDED_WITHOUT_TICKETS = (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
-
-
-def check_quantity(*, event: Event, quantity: object) -> int:
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= event.max_per_order:
-        raise ServiceError(f"Choose between 1 and {event.max_per_order} tickets.", code="invalid_quantity", status=400)
-    return quantity
 
 
 def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -> Booking:
@@ -56,72 +49,6 @@ def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -
     )
     booking.refresh_from_db()
     return booking
-
-
-def reserve_tickets(*, event: Event, fan, quantity: object, access_token: object) -> Booking:
-    """Spend the access token and hold `quantity` tickets, in one short transaction.
-
-    The token is consumed and the tickets taken by conditional UPDATEs, so
-    concurrent calls can neither reuse a token nor oversell; a refusal rolls
-    everything back (the token stays usable). Schedules the hold's expiry
-    after commit.
-    """
-    quantity = check_quantity(event=event, quantity=quantity)
-    if event.sale_closed or event.starts_at <= timezone.now():
-        raise Conflict("The sale for this event is closed.", code="sale_closed")
-    try:
-        claims = read_token(access_token)
-    except InvalidTokenString:
-        raise Forbidden("This access token is not valid.", code="invalid_token") from None
-    if claims.event_id != event.pk or claims.fan_id != fan.pk:
-        raise Forbidden("This access token is not valid for you and this event.", code="invalid_token")
-
-    with transaction.atomic(durable=True):
-        entry_id = _consume_token(token_id=claims.token_id, fan_id=fan.pk, event_id=event.pk)
-        bucket_id = inventory.take_tickets(event_id=event.pk, quantity=quantity, into="held")
-        if bucket_id is None:
-            raise Conflict("Not enough tickets are left for that quantity.", code="not_enough_tickets")
-        now = timezone.now()
-        booking = Booking.objects.create(
-            event=event,
-            fan=fan,
-            bucket_id=bucket_id,
-            access_token_id=claims.token_id,
-            quantity=quantity,
-            unit_price=event.price,
-            amount=event.price * quantity,
-            currency=event.currency,
-            expires_at=now + timedelta(seconds=settings.HOLD_SECONDS),
-        )
-        QueueEntry.objects.filter(pk=entry_id).update(state=QueueEntry.State.BOOKED)
-        booking_id = booking.pk
-        transaction.on_commit(lambda: _schedule_expiry(booking_id=booking_id, countdown=settings.HOLD_SECONDS))
-    return booking
-
-
-def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
-    """Mark the token used (database clock, with leeway for skew); return its queue entry id."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE waitlist_accesstoken SET used_at = now() "
-            "WHERE id = %s AND fan_id = %s AND event_id = %s AND used_at IS NULL "
-            "AND expires_at > now() - make_interval(secs => %s) "
-            # A fan who left the line gave up the admission with it.
-            "AND EXISTS (SELECT 1 FROM waitlist_queueentry q WHERE q.id = entry_id AND q.state = 'admitted') "
-            "RETURNING entry_id",
-            [token_id, fan_id, event_id, settings.ACCESS_TOKEN_LEEWAY_SECONDS],
-        )
-        row = cursor.fetchone()
-    if row:
-        return row[0]
-    token = AccessToken.objects.filter(pk=token_id, fan_id=fan_id, event_id=event_id).first()
-    if token is None:
-        raise Forbidden("This access token is not valid.", code="invalid_token")
-    if token.used_at is not None:
-        raise Forbidden("This access token has already been used.", code="token_used")
-    if not QueueEntry.objects.filter(pk=token.entry_id, state=QueueEntry.State.ADMITTED).exists():
-        raise Forbidden("This access token was given up when you left the line.", code="invalid_token")
-    raise Forbidden("This access token has expired. Join the line again.", code="token_expired")
 
 
 def _schedule_expiry(*, booking_id: int, countdown: float) -> None:

@@ -8,6 +8,11 @@ def expire_hold_task(booking_id: int) -> str:
     return expire_hold(booking_id=booking_id)
 
 
+@shared_task(name="bookings.tasks.expire_holds")
+def expire_holds_task(booking_ids: list[int]) -> list[str]:
+    return [expire_hold(booking_id=booking_id) for booking_id in booking_ids]
+
+
 @shared_task(name="bookings.tasks.sweep_overdue_holds")
 def sweep_overdue_holds() -> int:
     """Expire holds whose countdown task was lost (worker crash, broker flush),

@@ -31,7 +31,7 @@ trap 'stop $?' EXIT
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
   export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:8420}"
   stripe_port=$(echo "$STRIPE_API_BASE" | sed -E 's#.*:([0-9]+)/?$#\1#')
-  .venv/bin/localstripe --port "$stripe_port" > .run/localstripe.log 2>&1 &
+  $PY scripts/localstripe_server.py --port "$stripe_port" > .run/localstripe.log 2>&1 &
   pids+=($!)
   $PY manage.py register_local_webhook --url "http://127.0.0.1:${PORT}/payments/stripe/webhook/"
   payments="local Stripe server at $STRIPE_API_BASE (test cards: 4242424242424242 pays, 4000000000000341 is declined)"

@@ -100,7 +100,12 @@ class LocalStripe:
     def __init__(self, log_dir: Path):
         self.url = settings.STRIPE_API_BASE
         port = self.url.rsplit(":", 1)[1].strip("/")
-        self.process = Process("localstripe", [str(BIN / "localstripe"), "--port", port], dict(os.environ), log_dir)
+        self.process = Process(
+            "localstripe",
+            [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", port],
+            dict(os.environ),
+            log_dir,
+        )
         wait_for(
             lambda: httpx.get(f"{self.url}/v1/customers", auth=("sk_test_local", ""), timeout=1).status_code < 500,
             timeout=20,

@@ -1,0 +1,192 @@
+"""Holding tickets: the hot path of an on-sale.
+
+A reservation spends the fan's access token, takes tickets from an inventory
+bucket and inserts the booking. The common case is one SQL statement in one
+short transaction (three round trips with BEGIN and COMMIT). When no bucket
+is free right now (all locked, or none holds the whole order) the
+transaction is rolled back and the general path runs: wait for a bucket in
+index order, or gather tickets from several buckets. Either way the
+conditional UPDATEs and the bucket constraints make overselling impossible,
+and a refusal changes nothing (the token stays usable).
+"""
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from bookings.expiry import batcher
+from bookings.models import Booking
+from ticketing import inventory
+from ticketing.errors import Conflict, Forbidden, ServiceError
+from ticketing.models import Event
+from waitlist.models import AccessToken, QueueEntry
+from waitlist.tokens import InvalidTokenString, read_token
+
+# The fast path. The token row is locked (not yet spent), a bucket that can
+# serve the order is taken with SKIP LOCKED, and only if both succeeded is
+# the booking inserted, the token spent and the queue entry marked booked.
+_RESERVE_IN_ONE_STATEMENT = """
+WITH token AS (
+    SELECT t.id, t.entry_id FROM waitlist_accesstoken t
+    JOIN waitlist_queueentry q ON q.id = t.entry_id AND q.state = 'admitted'
+    WHERE t.id = %(token)s AND t.fan_id = %(fan)s AND t.event_id = %(event)s AND t.used_at IS NULL
+      AND t.expires_at > now() - make_interval(secs => %(leeway)s)
+    FOR UPDATE OF t
+), bucket AS (
+    UPDATE ticketing_inventorybucket SET available = available - %(n)s, held = held + %(n)s
+    WHERE id = (
+        SELECT id FROM ticketing_inventorybucket
+        WHERE event_id = %(event)s AND available >= %(n)s AND EXISTS (SELECT 1 FROM token)
+        ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) AND available >= %(n)s
+    RETURNING id
+), booking AS (
+    INSERT INTO bookings_booking (
+        event_id, fan_id, bucket_id, access_token_id, quantity, unit_price, amount, currency, status,
+        holds_tickets, created_at, expires_at, failure_reason, payment_intent_id, client_secret, refund_id,
+        late_payment, needs_refund, refund_note, previous_payment_intents, payment_attempts
+    )
+    SELECT %(event)s, %(fan)s, bucket.id, token.id, %(n)s, %(price)s, %(amount)s, %(currency)s, 'processing',
+           true, now(), now() + make_interval(secs => %(hold)s), '', '', '', '', false, false, '', '{}', 1
+    FROM token, bucket
+    RETURNING id, bucket_id, created_at, expires_at
+), spent AS (
+    UPDATE waitlist_accesstoken SET used_at = now()
+    WHERE id = (SELECT id FROM token) AND EXISTS (SELECT 1 FROM booking)
+), entry AS (
+    UPDATE waitlist_queueentry SET state = 'booked'
+    WHERE id = (SELECT entry_id FROM token) AND EXISTS (SELECT 1 FROM booking)
+)
+SELECT (SELECT id FROM token), booking.id, booking.bucket_id, booking.created_at, booking.expires_at
+FROM (SELECT 1) AS one LEFT JOIN booking ON true
+"""
+
+
+def check_quantity(*, event: Event, quantity: object) -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= event.max_per_order:
+        raise ServiceError(f"Choose between 1 and {event.max_per_order} tickets.", code="invalid_quantity", status=400)
+    return quantity
+
+
+def reserve_tickets(*, event: Event, fan, quantity: object, access_token: object) -> Booking:
+    """Spend the access token and hold `quantity` tickets, in one short transaction.
+
+    Concurrent calls can neither reuse a token nor oversell; a refusal
+    changes nothing. The hold's expiry is scheduled after commit.
+    """
+    quantity = check_quantity(event=event, quantity=quantity)
+    if event.sale_closed or event.starts_at <= timezone.now():
+        raise Conflict("The sale for this event is closed.", code="sale_closed")
+    try:
+        claims = read_token(access_token)
+    except InvalidTokenString:
+        raise Forbidden("This access token is not valid.", code="invalid_token") from None
+    if claims.event_id != event.pk or claims.fan_id != fan.pk:
+        raise Forbidden("This access token is not valid for you and this event.", code="invalid_token")
+
+    booking = _reserve_fast(event=event, fan=fan, quantity=quantity, token_id=claims.token_id)
+    if booking is None:
+        booking = _reserve_general(event=event, fan=fan, quantity=quantity, token_id=claims.token_id)
+    return booking
+
+
+def _reserve_fast(*, event: Event, fan, quantity: int, token_id) -> Booking | None:
+    """The one-statement reservation; None when no bucket could serve it at once."""
+    params = {
+        "token": token_id,
+        "fan": fan.pk,
+        "event": event.pk,
+        "n": quantity,
+        "leeway": settings.ACCESS_TOKEN_LEEWAY_SECONDS,
+        "price": event.price,
+        "amount": event.price * quantity,
+        "currency": event.currency,
+        "hold": settings.HOLD_SECONDS,
+    }
+    with transaction.atomic(durable=True):
+        with connection.cursor() as cursor:
+            cursor.execute(_RESERVE_IN_ONE_STATEMENT, params)
+            token_ok, booking_id, bucket_id, created_at, expires_at = cursor.fetchone()
+        if token_ok is None:
+            _explain_unusable_token(token_id=token_id, fan_id=fan.pk, event_id=event.pk)
+        if booking_id is None:
+            # Undo the token lock and any bucket lock; the general path decides.
+            transaction.set_rollback(True)
+            return None
+        _expire_after_commit(booking_id=booking_id)
+    return Booking(
+        pk=booking_id,
+        event=event,
+        fan=fan,
+        bucket_id=bucket_id,
+        access_token_id=token_id,
+        quantity=quantity,
+        unit_price=event.price,
+        amount=params["amount"],
+        currency=event.currency,
+        status=Booking.Status.PROCESSING,
+        holds_tickets=True,
+        created_at=created_at,
+        expires_at=expires_at,
+    )
+
+
+def _reserve_general(*, event: Event, fan, quantity: int, token_id) -> Booking:
+    """Wait for a bucket, or gather tickets from several (see ticketing.inventory)."""
+    with transaction.atomic(durable=True):
+        entry_id = _consume_token(token_id=token_id, fan_id=fan.pk, event_id=event.pk)
+        bucket_id = inventory.take_tickets(event_id=event.pk, quantity=quantity, into="held")
+        if bucket_id is None:
+            raise Conflict("Not enough tickets are left for that quantity.", code="not_enough_tickets")
+        booking = Booking.objects.create(
+            event=event,
+            fan=fan,
+            bucket_id=bucket_id,
+            access_token_id=token_id,
+            quantity=quantity,
+            unit_price=event.price,
+            amount=event.price * quantity,
+            currency=event.currency,
+            expires_at=timezone.now() + timedelta(seconds=settings.HOLD_SECONDS),
+        )
+        QueueEntry.objects.filter(pk=entry_id).update(state=QueueEntry.State.BOOKED)
+        _expire_after_commit(booking_id=booking.pk)
+    return booking
+
+
+def _expire_after_commit(*, booking_id: int) -> None:
+    due_at = time.time() + settings.HOLD_SECONDS
+    transaction.on_commit(lambda: batcher.schedule(booking_id=booking_id, due_at=due_at))
+
+
+def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
+    """Mark the token used (database clock, with leeway for skew); return its queue entry id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE waitlist_accesstoken SET used_at = now() "
+            "WHERE id = %s AND fan_id = %s AND event_id = %s AND used_at IS NULL "
+            "AND expires_at > now() - make_interval(secs => %s) "
+            # A fan who left the line gave up the admission with it.
+            "AND EXISTS (SELECT 1 FROM waitlist_queueentry q WHERE q.id = entry_id AND q.state = 'admitted') "
+            "RETURNING entry_id",
+            [token_id, fan_id, event_id, settings.ACCESS_TOKEN_LEEWAY_SECONDS],
+        )
+        row = cursor.fetchone()
+    if row:
+        return row[0]
+    _explain_unusable_token(token_id=token_id, fan_id=fan_id, event_id=event_id)
+
+
+def _explain_unusable_token(*, token_id, fan_id: int, event_id: int):
+    """Raise the 403 that says why this token cannot be spent."""
+    token = AccessToken.objects.filter(pk=token_id, fan_id=fan_id, event_id=event_id).first()
+    if token is None:
+        raise Forbidden("This access token is not valid.", code="invalid_token")
+    if token.used_at is not None:
+        raise Forbidden("This access token has already been used.", code="token_used")
+    if not QueueEntry.objects.filter(pk=token.entry_id, state=QueueEntry.State.ADMITTED).exists():
+        raise Forbidden("This access token was given up when you left the line.", code="invalid_token")
+    raise Forbidden("This access token has expired. Join the line again.", code="token_expired")
