@@ -1,11 +1,15 @@
 """Every API error as `{"error": code, "detail": sentence}` (API.md)."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 
 from ticketing.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 _CODES = {
     exceptions.ParseError: (400, "invalid"),
@@ -43,7 +47,9 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
-        return None  # a real bug: let Django log it and answer 500
+        # A bug: log it, but keep the API's error format (and no debug page).
+        log.exception("unhandled error in %s", context.get("view"))
+        return error_response(status=500, code="server_error", detail="Something went wrong on our side.")
     status, code = next(((s, c) for cls, (s, c) in _CODES.items() if isinstance(exc, cls)), (exc.status_code, "error"))
     headers = {}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:

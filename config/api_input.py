@@ -15,10 +15,20 @@ def required_string(data: dict, field: str, *, max_length: int = 255) -> str:
         raise ServiceError(f"'{field}' is required and must be a non-empty string.", code="invalid")
     if len(value) > max_length:
         raise ServiceError(f"'{field}' is too long.", code="invalid")
-    if "\x00" in value:
-        # Postgres text cannot hold NUL: a lookup with one is a DataError (500).
-        raise ServiceError(f"'{field}' must not contain NUL characters.", code="invalid")
+    if not is_storable_text(value):
+        raise ServiceError(f"'{field}' must be valid text (no NUL or unpaired surrogates).", code="invalid")
     return value
+
+
+def is_storable_text(value: str) -> bool:
+    """Postgres text holds neither NUL nor lone UTF-16 surrogates (JSON may carry both)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def required_int(data: dict, field: str, *, code: str = "invalid") -> int:

@@ -6,6 +6,7 @@ lock while calling these functions.
 """
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
 import stripe
@@ -78,8 +79,62 @@ def create_payment_intent(
     return intent.id, intent.client_secret
 
 
+@dataclass(frozen=True)
+class Intent:
+    id: str
+    status: str
+    amount: int
+    currency: str
+    booking_id: str
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    payment_intent: str
+    amount: int
+    amount_refunded: int
+    refund_id: str
+
+
 def retrieve_status(payment_intent_id: str) -> str:
     return client().v1.payment_intents.retrieve(payment_intent_id).status
+
+
+def retrieve_payment_intent(payment_intent_id: str) -> Intent | None:
+    """The intent as Stripe has it now; None if Stripe has no such intent."""
+    try:
+        intent = client().v1.payment_intents.retrieve(payment_intent_id).to_dict()
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+    return Intent(
+        id=intent["id"],
+        status=intent["status"],
+        amount=int(intent["amount"]),
+        currency=str(intent["currency"]).upper(),
+        booking_id=str((intent.get("metadata") or {}).get("booking_id", "")),
+    )
+
+
+def retrieve_charge(charge_id: str) -> Charge | None:
+    if not charge_id:
+        return None
+    try:
+        charge = client().v1.charges.retrieve(charge_id).to_dict()
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+    refunds = (charge.get("refunds") or {}).get("data") or []
+    return Charge(
+        id=charge["id"],
+        payment_intent=charge.get("payment_intent") or "",
+        amount=int(charge["amount"]),
+        amount_refunded=int(charge.get("amount_refunded") or 0),
+        refund_id=refunds[0]["id"] if refunds else "",
+    )
 
 
 def cancel_payment_intent(payment_intent_id: str) -> str:

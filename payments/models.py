@@ -10,7 +10,8 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     # What handling did, for staff reading the ledger ("succeeded", "ignored: ...").
     outcome = models.CharField(max_length=255, blank=True)
-    payload = models.JSONField()
+    # The body as Stripe sent it (text: jsonb refuses some escapes Stripe may send).
+    payload = models.TextField()
 
     class Meta:
         ordering = ["-received_at"]

@@ -15,5 +15,5 @@ def stripe_webhook(request):
         event = services.verify_event(payload=request.body, signature=request.headers.get("Stripe-Signature"))
     except ServiceError as exc:
         return JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status)
-    outcome = services.handle_event(event=event)
+    outcome = services.handle_event(event=event, raw=request.body.decode("utf-8"))
     return JsonResponse({"received": True, "outcome": outcome})

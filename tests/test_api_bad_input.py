@@ -27,6 +27,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bookings.models import Booking
+from payments import gateway
 from payments.models import StripeEvent
 from tests.factories import FanFactory, make_event
 from ticketing.models import Event, InventoryBucket
@@ -981,6 +982,14 @@ def test_webhook_for_an_unknown_intent_is_acknowledged_and_recorded_once(process
 
 @transactional
 def test_webhook_delivered_twice_applies_once(event, processing_booking):
+    # The event is a hint: Stripe must really have the money.
+    gateway.pay_with_test_card(
+        payment_intent_id=processing_booking.payment_intent_id,
+        number="4242424242424242",
+        exp_month=12,
+        exp_year=2035,
+        cvc="123",
+    )
     payload = stripe_event(intent_id=processing_booking.payment_intent_id, event_id="evt_paid")
 
     first = deliver(payload, signature(payload))

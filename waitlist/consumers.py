@@ -37,6 +37,9 @@ class QueueStreamConsumer(AsyncConsumer):
     async def http_request(self, message):
         if message.get("more_body"):
             return
+        if self.scope.get("method") not in ("GET", "HEAD"):
+            await self._refuse(405, "method_not_allowed", "The stream is read with GET.")
+            return
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._refuse(401, "not_authenticated", "Log in or send an API token.")

@@ -63,7 +63,7 @@ def join_queue(*, event: Event, fan) -> tuple[QueueEntry, bool]:
     check_can_join(event=event)
     room = WaitingRoom.objects.get(event=event)
     if entry is not None:
-        return _requeue(entry=entry, room=room), True
+        return _requeue(entry=entry, room=room)
 
     number = _next_numbers(room, 1)[0] if room.opened_at else None
     with transaction.atomic():
@@ -88,7 +88,8 @@ def _entry_finished(entry: QueueEntry) -> bool:
     return False
 
 
-def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> QueueEntry:
+def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> tuple[QueueEntry, bool]:
+    """Back of the line; (entry, False) if a concurrent join already did it."""
     number = _next_numbers(room, 1)[0] if room.opened_at else None
     updated = QueueEntry.objects.filter(pk=entry.pk, state=entry.state).update(
         number=number, state=QueueEntry.State.WAITING, admitted_at=None
@@ -96,18 +97,25 @@ def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> QueueEntry:
     entry.refresh_from_db()
     if updated and number is not None and number <= room.serving_number + 1:
         broadcast.wake_admitter(event_id=entry.event_id)
-    return entry
+    return entry, bool(updated)
 
 
 def leave_queue(*, event: Event, fan) -> None:
     """Leave the line; an unused access token dies with the place. Idempotent-ish: 404 once gone."""
+    # Lock order as in a reservation: the access token, then the queue entry.
     with transaction.atomic():
-        entry = QueueEntry.objects.select_for_update().filter(event=event, fan=fan).first()
-        if entry is None or entry.state == QueueEntry.State.LEFT:
+        entry = QueueEntry.objects.filter(event=event, fan=fan).exclude(state=QueueEntry.State.LEFT).first()
+        if entry is None:
             raise NotFound("You are not in line for this event.", code="not_in_queue")
         now = timezone.now()
         AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
-        QueueEntry.objects.filter(pk=entry.pk).update(state=QueueEntry.State.LEFT)
+        left = (
+            QueueEntry.objects.filter(pk=entry.pk)
+            .exclude(state=QueueEntry.State.LEFT)
+            .update(state=QueueEntry.State.LEFT)
+        )
+        if not left:
+            raise NotFound("You are not in line for this event.", code="not_in_queue")
 
 
 def admit_fans(*, event_id: int) -> int:
