@@ -169,7 +169,7 @@ REST_FRAMEWORK = {
 # The on-sale's clocks.
 HOLD_SECONDS = env.int("HOLD_SECONDS", default=300)
 # Expiry tasks for holds committed within this window go to the broker as one.
-HOLD_EXPIRY_BATCH_SECONDS = env.float("HOLD_EXPIRY_BATCH_SECONDS", default=0.02)
+HOLD_EXPIRY_BATCH_SECONDS = env.float("HOLD_EXPIRY_BATCH_SECONDS", default=0.1)
 ACCESS_TOKEN_TTL_SECONDS = env.int("ACCESS_TOKEN_TTL_SECONDS", default=300)
 # Tokens are checked against the database clock; this covers skew between
 # the clocks of the web and worker machines.
