@@ -1,6 +1,6 @@
 # The same processes `make run` starts, one per container: pick with the command.
 #   web:    uvicorn config.asgi:application --host 0.0.0.0 --port 8000 --workers 2
-#   worker: celery -A config worker --concurrency 2   (with DB_POOL=false)
+#   worker: celery -A config worker --queues admission,celery --concurrency 2   (with DB_POOL=false)
 #   beat:   celery -A config beat                     (with DB_POOL=false)
 # Configure with the environment variables listed in README.md.
 FROM python:3.11-slim

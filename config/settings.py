@@ -113,6 +113,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Admission gets its own queue so a backlog of hold expiries (a big on-sale
+# schedules one batch per few ms) never delays letting fans in.
+CELERY_TASK_ROUTES = {"waitlist.tasks.*": {"queue": "admission"}}
 # Safety nets for lost wake-ups and lost countdown tasks.
 ADMISSION_TICK_SECONDS = env.float("ADMISSION_TICK_SECONDS", default=2.0)
 HOLD_SWEEP_SECONDS = env.float("HOLD_SWEEP_SECONDS", default=15.0)

@@ -43,7 +43,7 @@ fi
 .venv/bin/uvicorn config.asgi:application --host "${HOST:-127.0.0.1}" --port "$PORT" \
   --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 &
 pids+=($!)
-DB_POOL=false .venv/bin/celery -A config worker --loglevel "${CELERY_LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}" &
+DB_POOL=false .venv/bin/celery -A config worker --queues admission,celery --loglevel "${CELERY_LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}" &
 pids+=($!)
 DB_POOL=false .venv/bin/celery -A config beat --loglevel "${CELERY_LOG_LEVEL:-info}" --schedule .run/celerybeat-schedule &
 pids+=($!)

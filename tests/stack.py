@@ -196,6 +196,8 @@ class Stack:
                 "-A",
                 "config",
                 "worker",
+                "--queues",
+                "admission,celery",
                 "--loglevel",
                 "info",
                 "--concurrency",
