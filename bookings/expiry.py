@@ -26,9 +26,9 @@ class ExpiryBatcher:
         self._wakeup = threading.Event()
         self._owner_pid: int | None = None
 
-    def schedule(self, *, booking_id: int, due_at: float) -> None:
+    def schedule(self, *, booking_ids: list[int], due_at: float) -> None:
         with self._lock:
-            self._pending.append((booking_id, due_at))
+            self._pending.extend((booking_id, due_at) for booking_id in booking_ids)
             if self._owner_pid != os.getpid():  # first use in this (possibly forked) process
                 self._owner_pid = os.getpid()
                 threading.Thread(target=self._run, name="hold-expiry-batcher", daemon=True).start()

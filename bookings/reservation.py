@@ -1,23 +1,29 @@
 """Holding tickets: the hot path of an on-sale.
 
 A reservation spends the fan's access token, takes tickets from an inventory
-bucket and inserts the booking. The common case is one SQL statement in one
-short transaction (three round trips with BEGIN and COMMIT). When no bucket
-is free right now (all locked, or none holds the whole order) the
-transaction is rolled back and the general path runs: wait for a bucket in
-index order, or gather tickets from several buckets. Either way the
-conditional UPDATEs and the bucket constraints make overselling impossible,
-and a refusal changes nothing (the token stays usable).
+bucket and inserts the booking. The common case is one prepared SQL
+statement; the reservations a process has in flight at the same moment run
+together in one short transaction (bookings.group_commit), pipelined in one
+round trip with one commit. A statement that cannot complete at once (its
+token is locked by another request, no unlocked bucket holds the whole
+order, the token is not usable) changes nothing, and that reservation takes
+the general path alone: wait for the token and a bucket in index order, or
+gather tickets from several buckets, and say exactly why if it cannot.
+Either way the conditional UPDATEs and the bucket constraints make
+overselling impossible, and a refusal changes nothing (the token stays
+usable).
 """
 
 import time
 from datetime import timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from bookings.expiry import batcher
+from bookings.group_commit import GroupCommit
 from bookings.models import Booking
 from ticketing import inventory
 from ticketing.errors import Conflict, Forbidden, ServiceError
@@ -25,16 +31,19 @@ from ticketing.models import Event
 from waitlist.models import AccessToken, QueueEntry
 from waitlist.tokens import InvalidTokenString, read_token
 
-# The fast path. The token row is locked (not yet spent), a bucket that can
-# serve the order is taken with SKIP LOCKED, and only if both succeeded is
-# the booking inserted, the token spent and the queue entry marked booked.
+# The fast path. The token row is locked (not yet spent) and a bucket that
+# can serve the order is taken, both with SKIP LOCKED so a batch never waits
+# on another transaction (two batches waiting on each other's tokens would
+# deadlock); only if both succeeded is the booking inserted, the token spent
+# and the queue entry marked booked. A statement that books nothing holds at
+# most its token's lock until the batch commits.
 _RESERVE_IN_ONE_STATEMENT = """
 WITH token AS (
     SELECT t.id, t.entry_id FROM waitlist_accesstoken t
     JOIN waitlist_queueentry q ON q.id = t.entry_id AND q.state = 'admitted'
     WHERE t.id = %(token)s AND t.fan_id = %(fan)s AND t.event_id = %(event)s AND t.used_at IS NULL
       AND t.expires_at > now() - make_interval(secs => %(leeway)s)
-    FOR UPDATE OF t
+    FOR UPDATE OF t SKIP LOCKED
 ), bucket AS (
     UPDATE ticketing_inventorybucket SET available = available - %(n)s, held = held + %(n)s
     WHERE id = (
@@ -52,7 +61,7 @@ WITH token AS (
     SELECT %(event)s, %(fan)s, bucket.id, token.id, %(n)s, %(price)s, %(amount)s, %(currency)s, 'processing',
            true, now(), now() + make_interval(secs => %(hold)s), '', '', '', '', false, false, '', '{}', 1
     FROM token, bucket
-    RETURNING id, bucket_id, created_at, expires_at
+    RETURNING {booking_columns}
 ), spent AS (
     UPDATE waitlist_accesstoken SET used_at = now()
     WHERE id = (SELECT id FROM token) AND EXISTS (SELECT 1 FROM booking)
@@ -60,9 +69,13 @@ WITH token AS (
     UPDATE waitlist_queueentry SET state = 'booked'
     WHERE id = (SELECT entry_id FROM token) AND EXISTS (SELECT 1 FROM booking)
 )
-SELECT (SELECT id FROM token), booking.id, booking.bucket_id, booking.created_at, booking.expires_at
-FROM (SELECT 1) AS one LEFT JOIN booking ON true
-"""
+SELECT booking.* FROM (SELECT 1) AS one LEFT JOIN booking ON true
+""".replace(
+    # Every column, in the model's field order: the row becomes a Booking
+    # without a second query and without Model.__init__'s keyword path.
+    "{booking_columns}",
+    ", ".join(field.column for field in Booking._meta.concrete_fields),
+)
 
 
 def check_quantity(*, event: Event, quantity: object) -> int:
@@ -94,7 +107,7 @@ def reserve_tickets(*, event: Event, fan, quantity: object, access_token: object
 
 
 def _reserve_fast(*, event: Event, fan, quantity: int, token_id) -> Booking | None:
-    """The one-statement reservation; None when no bucket could serve it at once."""
+    """The one-statement reservation, batched with concurrent ones; None when it could not complete at once."""
     params = {
         "token": token_id,
         "fan": fan.pk,
@@ -106,32 +119,38 @@ def _reserve_fast(*, event: Event, fan, quantity: int, token_id) -> Booking | No
         "currency": event.currency,
         "hold": settings.HOLD_SECONDS,
     }
+    if settings.RESERVATION_GROUP_COMMIT:
+        row = _group_commit.submit(params)
+    else:
+        row = _reserve_batch([params])[0]
+    if row is None:
+        return None
+    return Booking.from_db(connection.alias, None, row)
+
+
+def _reserve_batch(batch: list[dict]) -> list[tuple | None]:
+    """Run the reservation statement once per params, in one transaction and one round trip.
+
+    Returns the booking's row (every column, in field order) for each booked
+    reservation and None for each that booked nothing (and changed nothing).
+    """
     with transaction.atomic(durable=True):
-        with connection.cursor() as cursor:
-            cursor.execute(_RESERVE_IN_ONE_STATEMENT, params)
-            token_ok, booking_id, bucket_id, created_at, expires_at = cursor.fetchone()
-        if token_ok is None:
-            _explain_unusable_token(token_id=token_id, fan_id=fan.pk, event_id=event.pk)
-        if booking_id is None:
-            # Undo the token lock and any bucket lock; the general path decides.
-            transaction.set_rollback(True)
-            return None
-        _expire_after_commit(booking_id=booking_id)
-    return Booking(
-        pk=booking_id,
-        event=event,
-        fan=fan,
-        bucket_id=bucket_id,
-        access_token_id=token_id,
-        quantity=quantity,
-        unit_price=event.price,
-        amount=params["amount"],
-        currency=event.currency,
-        status=Booking.Status.PROCESSING,
-        holds_tickets=True,
-        created_at=created_at,
-        expires_at=expires_at,
-    )
+        connection.ensure_connection()
+        # A server-side binding cursor on the raw connection: executemany
+        # pipelines the statements and runs them prepared (planning this
+        # statement costs more than executing it). Django's own cursors bind
+        # on the client and are unaffected.
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.executemany(_RESERVE_IN_ONE_STATEMENT, batch, returning=True)
+            rows = [cursor.fetchone()]
+            while cursor.nextset():
+                rows.append(cursor.fetchone())
+        results = [row if row[0] is not None else None for row in rows]
+        _expire_after_commit(booking_ids=[row[0] for row in results if row is not None])
+    return results
+
+
+_group_commit = GroupCommit(_reserve_batch, max_batch=settings.RESERVATION_BATCH_MAX)
 
 
 def _reserve_general(*, event: Event, fan, quantity: int, token_id) -> Booking:
@@ -153,13 +172,14 @@ def _reserve_general(*, event: Event, fan, quantity: int, token_id) -> Booking:
             expires_at=timezone.now() + timedelta(seconds=settings.HOLD_SECONDS),
         )
         QueueEntry.objects.filter(pk=entry_id).update(state=QueueEntry.State.BOOKED)
-        _expire_after_commit(booking_id=booking.pk)
+        _expire_after_commit(booking_ids=[booking.pk])
     return booking
 
 
-def _expire_after_commit(*, booking_id: int) -> None:
-    due_at = time.time() + settings.HOLD_SECONDS
-    transaction.on_commit(lambda: batcher.schedule(booking_id=booking_id, due_at=due_at))
+def _expire_after_commit(*, booking_ids: list[int]) -> None:
+    if booking_ids:
+        due_at = time.time() + settings.HOLD_SECONDS
+        transaction.on_commit(lambda: batcher.schedule(booking_ids=booking_ids, due_at=due_at))
 
 
 def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:

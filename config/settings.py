@@ -82,6 +82,9 @@ else:
     # parent: they keep one persistent connection each instead.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Let psycopg prepare the statements run through server-side binding cursors
+# (the reservation hot path); Django's own client-binding cursors never are.
+DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 if env("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -177,6 +180,10 @@ ACCESS_TOKEN_TTL_SECONDS = env.int("ACCESS_TOKEN_TTL_SECONDS", default=300)
 # Tokens are checked against the database clock; this covers skew between
 # the clocks of the web and worker machines.
 ACCESS_TOKEN_LEEWAY_SECONDS = env.int("ACCESS_TOKEN_LEEWAY_SECONDS", default=5)
+# Reservations in flight in one process at the same moment share one
+# transaction and one commit (bookings.group_commit), up to this many.
+RESERVATION_GROUP_COMMIT = env.bool("RESERVATION_GROUP_COMMIT", default=True)
+RESERVATION_BATCH_MAX = env.int("RESERVATION_BATCH_MAX", default=64)
 # Inventory is split over this many rows per event so reservations do not all
 # queue on one row lock.
 INVENTORY_BUCKETS = env.int("INVENTORY_BUCKETS", default=16)

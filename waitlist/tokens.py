@@ -7,6 +7,7 @@ row it names.
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 
 from django.core import signing
 
@@ -24,15 +25,22 @@ class InvalidTokenString(Exception):
     pass
 
 
+@cache
+def _signer() -> signing.TimestampSigner:
+    # One per process: every reservation verifies a token, and building a
+    # signer reads settings and derives its key each time.
+    return signing.TimestampSigner(salt=SALT)
+
+
 def sign_token(*, token_id: uuid.UUID, event_id: int, fan_id: int) -> str:
-    return signing.dumps({"t": token_id.hex, "e": event_id, "f": fan_id}, salt=SALT, compress=False)
+    return _signer().sign_object({"t": token_id.hex, "e": event_id, "f": fan_id})
 
 
 def read_token(value: object) -> TokenClaims:
     if not isinstance(value, str) or not value or len(value) > 512:
         raise InvalidTokenString("not a token")
     try:
-        data = signing.loads(value, salt=SALT)
+        data = _signer().unsign_object(value)
         return TokenClaims(token_id=uuid.UUID(hex=data["t"]), event_id=int(data["e"]), fan_id=int(data["f"]))
     except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:
         raise InvalidTokenString("bad signature or payload") from exc
