@@ -131,8 +131,8 @@ def worker(event_id: int, work: list[tuple[int, str]], threads: int, start_at: f
     out.put((sum(counts), sum(errors), latencies))
 
 
-def bench_reserve(event_id: int, tokens: list, connections: int, seconds: float) -> dict:
-    processes = min(connections, 4)
+def bench_reserve(event_id: int, tokens: list, connections: int, seconds: float, processes: int) -> dict:
+    processes = min(connections, processes)
     per_process = [connections // processes + (1 if i < connections % processes else 0) for i in range(processes)]
     # spawn: forked children would share the parent's pooled sockets.
     ctx = mp.get_context("spawn")
@@ -204,6 +204,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 64])
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count(),
+        help="service processes the connections are spread over (default: one per core, as deployed)",
+    )
     args = parser.parse_args()
 
     tokens_needed = int(6000 * args.seconds) * len(args.connections)
@@ -219,7 +225,7 @@ def main() -> None:
     used = 0
     share = len(tokens) // len(args.connections)
     for c in args.connections:
-        reserve = bench_reserve(event_id, tokens[used : used + share], c, args.seconds)
+        reserve = bench_reserve(event_id, tokens[used : used + share], c, args.seconds, args.processes)
         used += share
         one_row = pgbench(1, c, args.seconds)
         sixteen = pgbench(16, c, args.seconds)

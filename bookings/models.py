@@ -28,8 +28,10 @@ class Booking(models.Model):
 
     event = models.ForeignKey("ticketing.Event", on_delete=models.PROTECT, related_name="bookings")
     fan = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings")
-    # The inventory row the tickets were taken from and go back to.
-    bucket = models.ForeignKey("ticketing.InventoryBucket", on_delete=models.PROTECT, related_name="+")
+    # The inventory row the tickets were taken from and go back to. Not
+    # indexed: bookings are never looked up by bucket, and every index here
+    # is written on the reservation hot path.
+    bucket = models.ForeignKey("ticketing.InventoryBucket", on_delete=models.PROTECT, related_name="+", db_index=False)
     # One booking per admission. Cleared when the hold is released before
     # the fan ever saw the booking (payment provider down), so the token can
     # be used again.
@@ -40,7 +42,9 @@ class Booking(models.Model):
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING, db_index=True)
+    # Indexed with expires_at (booking_status_expiry), which also serves
+    # lookups by status alone.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING)
     # Whether the booking's tickets are currently counted as held or sold in
     # its bucket. Moves in the same UPDATE as the counters, so tickets are
     # returned exactly once whichever path (webhook, task, sweeper) gets there.
@@ -50,7 +54,7 @@ class Booking(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.CharField(max_length=64, blank=True)
     # Stripe
-    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
     client_secret = models.CharField(max_length=255, blank=True)
     # Intents replaced after a declined card (see restart_payment): events
     # about them still find this booking.
@@ -83,7 +87,16 @@ class Booking(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "expires_at"], name="booking_status_expiry"),
-            GinIndex(fields=["previous_payment_intents"], name="booking_previous_intents"),
+            # Partial indexes: a new hold has no intent yet and no earlier
+            # ones, so reserving writes neither index.
+            models.Index(
+                fields=["payment_intent_id"], name="booking_payment_intent", condition=~Q(payment_intent_id="")
+            ),
+            GinIndex(
+                fields=["previous_payment_intents"],
+                name="booking_previous_intents",
+                condition=Q(payment_attempts__gt=1),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -31,19 +31,26 @@ from ticketing.models import Event
 from waitlist.models import AccessToken, QueueEntry
 from waitlist.tokens import InvalidTokenString, read_token
 
-# The fast path. The token row is locked (not yet spent) and a bucket that
-# can serve the order is taken, both with SKIP LOCKED so a batch never waits
+# The fast path. The token row is locked and checked (not yet spent, this
+# fan's, this event's, unexpired) and a bucket that can serve the order is
+# taken, both with SKIP LOCKED so a batch never waits
 # on another transaction (two batches waiting on each other's tokens would
 # deadlock); only if both succeeded is the booking inserted, the token spent
 # and the queue entry marked booked. A statement that books nothing holds at
-# most its token's lock until the batch commits.
+# most its token's lock until the batch commits. The token is locked by id
+# alone, its other conditions checked on the locked row: given them all,
+# Postgres with stale statistics (a fresh on-sale) scans every outstanding
+# token of the event through token_event_outstanding instead of the key.
 _RESERVE_IN_ONE_STATEMENT = """
-WITH token AS (
-    SELECT t.id, t.entry_id FROM waitlist_accesstoken t
+WITH locked AS MATERIALIZED (
+    SELECT id, entry_id, fan_id, event_id, used_at, expires_at FROM waitlist_accesstoken
+    WHERE id = %(token)s
+    FOR UPDATE SKIP LOCKED
+), token AS (
+    SELECT t.id, t.entry_id FROM locked t
     JOIN waitlist_queueentry q ON q.id = t.entry_id AND q.state = 'admitted'
-    WHERE t.id = %(token)s AND t.fan_id = %(fan)s AND t.event_id = %(event)s AND t.used_at IS NULL
+    WHERE t.fan_id = %(fan)s AND t.event_id = %(event)s AND t.used_at IS NULL
       AND t.expires_at > now() - make_interval(secs => %(leeway)s)
-    FOR UPDATE OF t SKIP LOCKED
 ), bucket AS (
     UPDATE ticketing_inventorybucket SET available = available - %(n)s, held = held + %(n)s
     WHERE id = (
@@ -185,13 +192,15 @@ def _expire_after_commit(*, booking_ids: list[int]) -> None:
 def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
     """Mark the token used (database clock, with leeway for skew); return its queue entry id."""
     with connection.cursor() as cursor:
+        # Locked by id alone first (see _RESERVE_IN_ONE_STATEMENT for why).
         cursor.execute(
-            "UPDATE waitlist_accesstoken SET used_at = now() "
-            "WHERE id = %s AND fan_id = %s AND event_id = %s AND used_at IS NULL "
-            "AND expires_at > now() - make_interval(secs => %s) "
+            "WITH locked AS MATERIALIZED (SELECT * FROM waitlist_accesstoken WHERE id = %s FOR UPDATE) "
+            "UPDATE waitlist_accesstoken SET used_at = now() WHERE id = ("
+            "  SELECT t.id FROM locked t WHERE t.fan_id = %s AND t.event_id = %s AND t.used_at IS NULL "
+            "  AND t.expires_at > now() - make_interval(secs => %s) "
             # A fan who left the line gave up the admission with it.
-            "AND EXISTS (SELECT 1 FROM waitlist_queueentry q WHERE q.id = entry_id AND q.state = 'admitted') "
-            "RETURNING entry_id",
+            "  AND EXISTS (SELECT 1 FROM waitlist_queueentry q WHERE q.id = t.entry_id AND q.state = 'admitted')"
+            ") RETURNING entry_id",
             [token_id, fan_id, event_id, settings.ACCESS_TOKEN_LEEWAY_SECONDS],
         )
         row = cursor.fetchone()

@@ -116,7 +116,8 @@ def _record_once(*, event: dict, intent_id: str, raw: str) -> bool:
 def _find_booking(*, intent: gateway.Intent) -> Booking | None:
     booking = (
         Booking.objects.filter(payment_intent_id=intent.id).first()
-        or Booking.objects.filter(previous_payment_intents__contains=[intent.id]).first()
+        # payment_attempts > 1 lets Postgres use the partial index.
+        or Booking.objects.filter(payment_attempts__gt=1, previous_payment_intents__contains=[intent.id]).first()
     )
     if booking is None and re.fullmatch(r"[0-9]{1,18}", intent.booking_id):
         # The intent was created but the booking never stored its id (crash

@@ -50,7 +50,8 @@ class QueueEntry(models.Model):
         BOOKED = "booked"
         LEFT = "left"
 
-    event = models.ForeignKey("ticketing.Event", on_delete=models.CASCADE, related_name="queue_entries")
+    # Lookups by event use the composite indexes below, which start with it.
+    event = models.ForeignKey("ticketing.Event", on_delete=models.CASCADE, related_name="queue_entries", db_index=False)
     fan = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_entries")
     # Null while in the pre-queue (joined before the sale opened).
     number = models.BigIntegerField(null=True, blank=True)
@@ -79,7 +80,8 @@ class AccessToken(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     entry = models.ForeignKey(QueueEntry, on_delete=models.CASCADE, related_name="tokens")
-    event = models.ForeignKey("ticketing.Event", on_delete=models.CASCADE, related_name="+")
+    # Lookups by event use token_event_outstanding, which starts with it.
+    event = models.ForeignKey("ticketing.Event", on_delete=models.CASCADE, related_name="+", db_index=False)
     fan = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     issued_at = models.DateTimeField()
     expires_at = models.DateTimeField()
