@@ -115,9 +115,20 @@ def reserve_tickets(*, event: Event, fan, quantity: object, access_token: object
 
 def _reserve_fast(*, event: Event, fan, quantity: int, token_id) -> Booking | None:
     """The one-statement reservation, batched with concurrent ones; None when it could not complete at once."""
-    params = {
+    params = _statement_params(event=event, fan_id=fan.pk, quantity=quantity, token_id=token_id)
+    if settings.RESERVATION_GROUP_COMMIT:
+        row = _group_commit.submit(params)
+    else:
+        row = _reserve_batch([params])[0]
+    if row is None:
+        return None
+    return Booking.from_db(connection.alias, None, row)
+
+
+def _statement_params(*, event: Event, fan_id: int, quantity: int, token_id) -> dict:
+    return {
         "token": token_id,
-        "fan": fan.pk,
+        "fan": fan_id,
         "event": event.pk,
         "n": quantity,
         "leeway": settings.ACCESS_TOKEN_LEEWAY_SECONDS,
@@ -126,13 +137,6 @@ def _reserve_fast(*, event: Event, fan, quantity: int, token_id) -> Booking | No
         "currency": event.currency,
         "hold": settings.HOLD_SECONDS,
     }
-    if settings.RESERVATION_GROUP_COMMIT:
-        row = _group_commit.submit(params)
-    else:
-        row = _reserve_batch([params])[0]
-    if row is None:
-        return None
-    return Booking.from_db(connection.alias, None, row)
 
 
 def _reserve_batch(batch: list[dict]) -> list[tuple | None]:
