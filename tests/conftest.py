@@ -26,13 +26,14 @@ def _flush_retrying_deadlocks(original):
     test can deadlock with them; Postgres then cancels one side. Retry it."""
 
     def flush(self):
+        from django.core.management.base import CommandError
         from django.db import OperationalError
 
         for attempt in range(5):
             try:
                 return original(self)
-            except OperationalError as exc:
-                if "deadlock" not in str(exc) or attempt == 4:
+            except (OperationalError, CommandError) as exc:  # `flush` wraps the database's error
+                if "deadlock" not in f"{exc} {exc.__cause__}" or attempt == 4:
                     raise
                 time.sleep(0.2)
 
