@@ -14,6 +14,7 @@ overselling impossible, and a refusal changes nothing (the token stays
 usable).
 """
 
+import logging
 import time
 from datetime import timedelta
 
@@ -31,26 +32,31 @@ from ticketing.models import Event
 from waitlist.models import AccessToken, QueueEntry
 from waitlist.tokens import InvalidTokenString, read_token
 
-# The fast path. The token row is locked and checked (not yet spent, this
-# fan's, this event's, unexpired) and a bucket that can serve the order is
-# taken, both with SKIP LOCKED so a batch never waits
-# on another transaction (two batches waiting on each other's tokens would
-# deadlock); only if both succeeded is the booking inserted, the token spent
-# and the queue entry marked booked. A statement that books nothing holds at
-# most its token's lock until the batch commits. The token is locked by id
-# alone, its other conditions checked on the locked row: given them all,
-# Postgres with stale statistics (a fresh on-sale) scans every outstanding
-# token of the event through token_event_outstanding instead of the key.
+log = logging.getLogger(__name__)
+
+# The fast path. The token and its queue entry are locked (in the order
+# leaving the line takes them) and checked on their latest versions: token
+# not yet spent, this fan's, this event's, unexpired; the fan still
+# admitted (not left, not booked through another token). A bucket that can
+# serve the order is taken. Both locks use SKIP LOCKED so a batch never
+# waits on another transaction (two batches waiting on each other's tokens
+# would deadlock); only if both succeeded is the booking inserted, the
+# token spent and the entry marked booked. A statement that books nothing
+# holds at most its token's and entry's locks until the batch commits. The
+# rows are locked by the token's key alone and the conditions checked on
+# the locked rows: given them all, Postgres with stale statistics (a fresh
+# on-sale) scans every outstanding token of the event through
+# token_event_outstanding instead of the key.
 _RESERVE_IN_ONE_STATEMENT = """
 WITH locked AS MATERIALIZED (
-    SELECT id, entry_id, fan_id, event_id, used_at, expires_at FROM waitlist_accesstoken
-    WHERE id = %(token)s
-    FOR UPDATE SKIP LOCKED
+    SELECT t.id, t.entry_id, t.fan_id, t.event_id, t.used_at, t.expires_at, q.state
+    FROM waitlist_accesstoken t JOIN waitlist_queueentry q ON q.id = t.entry_id
+    WHERE t.id = %(token)s
+    FOR UPDATE OF t, q SKIP LOCKED
 ), token AS (
-    SELECT t.id, t.entry_id FROM locked t
-    JOIN waitlist_queueentry q ON q.id = t.entry_id AND q.state = 'admitted'
-    WHERE t.fan_id = %(fan)s AND t.event_id = %(event)s AND t.used_at IS NULL
-      AND t.expires_at > now() - make_interval(secs => %(leeway)s)
+    SELECT id, entry_id FROM locked
+    WHERE fan_id = %(fan)s AND event_id = %(event)s AND used_at IS NULL AND state = 'admitted'
+      AND expires_at > now() - make_interval(secs => %(leeway)s)
 ), bucket AS (
     UPDATE ticketing_inventorybucket SET available = available - %(n)s, held = held + %(n)s
     WHERE id = (
@@ -157,7 +163,9 @@ def _reserve_batch(batch: list[dict]) -> list[tuple | None]:
             while cursor.nextset():
                 rows.append(cursor.fetchone())
         results = [row if row[0] is not None else None for row in rows]
-        _expire_after_commit(booking_ids=[row[0] for row in results if row is not None])
+    # Committed: from here nothing may raise, or callers whose holds exist
+    # would be told they have none (see bookings.group_commit).
+    _schedule_expiry_safely(booking_ids=[row[0] for row in results if row is not None])
     return results
 
 
@@ -187,6 +195,15 @@ def _reserve_general(*, event: Event, fan, quantity: int, token_id) -> Booking:
     return booking
 
 
+def _schedule_expiry_safely(*, booking_ids: list[int]) -> None:
+    if not booking_ids:
+        return
+    try:
+        batcher.schedule(booking_ids=booking_ids, due_at=time.time() + settings.HOLD_SECONDS)
+    except Exception:  # the sweeper expires holds whose task was never sent
+        log.exception("could not schedule expiry of %d holds", len(booking_ids))
+
+
 def _expire_after_commit(*, booking_ids: list[int]) -> None:
     if booking_ids:
         due_at = time.time() + settings.HOLD_SECONDS
@@ -198,12 +215,15 @@ def _consume_token(*, token_id, fan_id: int, event_id: int) -> int:
     with connection.cursor() as cursor:
         # Locked by id alone first (see _RESERVE_IN_ONE_STATEMENT for why).
         cursor.execute(
-            "WITH locked AS MATERIALIZED (SELECT * FROM waitlist_accesstoken WHERE id = %s FOR UPDATE) "
-            "UPDATE waitlist_accesstoken SET used_at = now() WHERE id = ("
-            "  SELECT t.id FROM locked t WHERE t.fan_id = %s AND t.event_id = %s AND t.used_at IS NULL "
-            "  AND t.expires_at > now() - make_interval(secs => %s) "
-            # A fan who left the line gave up the admission with it.
-            "  AND EXISTS (SELECT 1 FROM waitlist_queueentry q WHERE q.id = t.entry_id AND q.state = 'admitted')"
+            "WITH locked AS MATERIALIZED ("
+            "  SELECT t.*, q.state FROM waitlist_accesstoken t JOIN waitlist_queueentry q ON q.id = t.entry_id"
+            "  WHERE t.id = %s FOR UPDATE OF t, q"
+            ") UPDATE waitlist_accesstoken SET used_at = now() WHERE id = ("
+            "  SELECT id FROM locked WHERE fan_id = %s AND event_id = %s AND used_at IS NULL "
+            "  AND expires_at > now() - make_interval(secs => %s) "
+            # A fan who left the line gave up the admission with it; one
+            # admission books once even if it was given a second token.
+            "  AND state = 'admitted'"
             ") RETURNING entry_id",
             [token_id, fan_id, event_id, settings.ACCESS_TOKEN_LEEWAY_SECONDS],
         )
@@ -220,6 +240,9 @@ def _explain_unusable_token(*, token_id, fan_id: int, event_id: int):
         raise Forbidden("This access token is not valid.", code="invalid_token")
     if token.used_at is not None:
         raise Forbidden("This access token has already been used.", code="token_used")
-    if not QueueEntry.objects.filter(pk=token.entry_id, state=QueueEntry.State.ADMITTED).exists():
+    entry_state = QueueEntry.objects.filter(pk=token.entry_id).values_list("state", flat=True).first()
+    if entry_state == QueueEntry.State.BOOKED:
+        raise Forbidden("This admission has already been used for a booking.", code="token_used")
+    if entry_state != QueueEntry.State.ADMITTED:
         raise Forbidden("This access token was given up when you left the line.", code="invalid_token")
     raise Forbidden("This access token has expired. Join the line again.", code="token_expired")
