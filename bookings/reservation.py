@@ -20,7 +20,7 @@ from datetime import timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.utils import timezone
 
 from bookings.expiry import batcher
@@ -128,7 +128,7 @@ def _reserve_fast(*, event: Event, fan, quantity: int, token_id) -> Booking | No
         row = _reserve_batch([params])[0]
     if row is None:
         return None
-    return Booking.from_db(connection.alias, None, row)
+    return Booking.from_db(DEFAULT_DB_ALIAS, None, row)
 
 
 def _statement_params(*, event: Event, fan_id: int, quantity: int, token_id) -> dict:
