@@ -5,6 +5,7 @@ the product talks to a local Stripe server (localstripe) at STRIPE_API_BASE.
 """
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import environ
 
@@ -105,7 +106,10 @@ CHANNEL_LAYERS = {
         # The pub/sub layer: one publish reaches every ASGI process, instead
         # of a loop over group members (see ARCHITECTURE.md).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # Redis pub/sub ignores database numbers: the prefix keeps a test run
+        # or a benchmark (its own REDIS_URL database) off a running server's
+        # channels.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"asgi.{urlparse(REDIS_URL).path.strip('/') or 0}"},
     }
 }
 

@@ -2,9 +2,10 @@
 
 One message per event carries the serving number to every ASGI process
 (pub/sub channel layer); each SSE connection works out its own fan's status.
-A fan's token goes to that fan's own group. Losing any of these delays a
-fan's screen, never their place: the tick and the snapshot on reconnect
-read Postgres.
+Admitted fans learn it from the serving number (their connection then reads
+the token); news about one fan (joined, left, booked) goes to that fan's own
+group. Losing any of these delays a fan's screen, never their place: the
+tick and the snapshot on reconnect read Postgres.
 """
 
 import logging
@@ -25,11 +26,6 @@ def fan_group(event_id: int, fan_id: int) -> str:
 
 def room_update(*, event_id: int, serving: int, rate: float = 0.0, closed: bool = False) -> None:
     _send(room_group(event_id), {"type": "room.update", "serving": serving, "rate": rate, "closed": closed})
-
-
-def fans_admitted(*, event_id: int, fan_ids: list[int]) -> None:
-    for fan_id in fan_ids:
-        _send(fan_group(event_id, fan_id), {"type": "fan.changed"})
 
 
 def fan_changed(*, event_id: int, fan_id: int) -> None:
