@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -39,6 +40,18 @@ def json_not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
+def json_bad_request(request, exception=None):
+    """Django's own 400s (an unreadable or oversized body) are JSON outside the fan pages too."""
+    from django.http import JsonResponse
+    from django.views.defaults import bad_request
+
+    if request.path.startswith(("/api/", "/payments/stripe/")):
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse({"error": "too_large", "detail": "The request body is too large."}, status=413)
+        return JsonResponse({"error": "invalid", "detail": "The request could not be read."}, status=400)
+    return bad_request(request, exception)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return error_response(status=exc.status, code=exc.code, detail=exc.detail)
@@ -46,6 +59,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return error_response(status=413, code="too_large", detail="The request body is too large.")
+    elif isinstance(exc, SuspiciousOperation):
+        return error_response(status=400, code="invalid", detail="The request could not be read.")
     if not isinstance(exc, exceptions.APIException):
         # A bug: log it, but keep the API's error format (and no debug page).
         log.exception("unhandled error in %s", context.get("view"))

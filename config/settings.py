@@ -194,6 +194,9 @@ INVENTORY_BUCKETS = env.int("INVENTORY_BUCKETS", default=16)
 # SSE: heartbeat comment period and the reconnect hint (jittered per client).
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 SSE_RETRY_MS = env.int("SSE_RETRY_MS", default=3000)
+# How often each ASGI process re-reads the serving number of the rooms its
+# fans watch: the longest a broadcast lost with Redis can delay a screen.
+SSE_REFRESH_SECONDS = env.float("SSE_REFRESH_SECONDS", default=5.0)
 
 # Stripe. With no secret key we run against a local Stripe server.
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")

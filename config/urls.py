@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from bookings import api as bookings_api
-from config.api_errors import json_not_found
+from config.api_errors import json_bad_request, json_not_found
 from config.health import healthz
 from payments.views import stripe_webhook
 from ticketing import api as ticketing_api
@@ -33,3 +33,4 @@ urlpatterns = [
 ]
 
 handler404 = json_not_found
+handler400 = json_bad_request

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -82,3 +83,27 @@ def test_an_unexpected_api_error_is_json():
         response = client.post(f"/api/v1/events/{event.pk}/queue/")
     assert response.status_code == 500
     assert json.loads(response.content)["error"] == "server_error"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/accounts/", "/api/v1/accounts/token/", "/api/v1/bookings/"])
+def test_a_body_over_the_upload_limit_is_a_413_and_changes_nothing(path, settings):
+    client = client_for(FanFactory())
+    users = get_user_model().objects.count()
+    body = json.dumps({"email": "big@example.com", "password": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)})
+    response = client.post(path, body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert get_user_model().objects.count() == users
+
+
+def test_the_webhook_answers_json_to_an_oversized_body_and_a_wrong_method(settings):
+    client = APIClient(raise_request_exception=False)
+    response = client.post(
+        "/payments/stripe/webhook/", "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1), content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    response = client.get("/payments/stripe/webhook/")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert response["Allow"] == "POST"

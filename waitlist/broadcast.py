@@ -25,11 +25,17 @@ def fan_group(event_id: int, fan_id: int) -> str:
 
 
 def room_update(*, event_id: int, serving: int, rate: float = 0.0, closed: bool = False) -> None:
-    _send(room_group(event_id), {"type": "room.update", "serving": serving, "rate": rate, "closed": closed})
+    # Sent by the admitter, so the sale is open ("opened": pre-queue fans
+    # now have numbers). The ids in the body let one subscriber per process
+    # route the message to its connections (waitlist.live).
+    _send(
+        room_group(event_id),
+        {"type": "room.update", "event": event_id, "serving": serving, "rate": rate, "opened": True, "closed": closed},
+    )
 
 
 def fan_changed(*, event_id: int, fan_id: int) -> None:
-    _send(fan_group(event_id, fan_id), {"type": "fan.changed"})
+    _send(fan_group(event_id, fan_id), {"type": "fan.changed", "event": event_id, "fan": fan_id})
 
 
 def wake_admitter(*, event_id: int) -> None:

@@ -1,9 +1,14 @@
 """The waiting room's live connection: Server-Sent Events over Channels.
 
-Each connection keeps its fan's queue number. A room broadcast carries the
-serving number, from which the connection works out the fan's new position
-without touching the database; it reads Postgres only on connect, when its
-fan is reached, on a personal message, and when a token runs out.
+Each connection keeps its fan's queue number and gets the room's news from
+its process's hub (waitlist.live). From a broadcast of the serving number it
+works out the fan's new position without touching the database; it reads
+Postgres only on connect, when its fan is reached, on news about its fan,
+and when a token runs out.
+
+Writes never block the hub's loop over connections: each frame is sent by a
+short task, and a client too slow to take it gets only the latest status
+once it catches up (heartbeats are skipped while a frame is pending).
 """
 
 import asyncio
@@ -15,25 +20,32 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
-from ticketing.models import Event
-from waitlist.broadcast import fan_group, room_group
+from waitlist.live import hub
 from waitlist.models import QueueEntry
-from waitlist.selectors import eta_seconds, get_entry, queue_status
+from waitlist.selectors import find_place, place_status, waiting_position
 
+# Not tied to the one thread Channels uses for ORM calls: thousands of fans
+# connecting at once would queue behind each other on it.
+_find_place = database_sync_to_async(find_place, thread_sensitive=False)
 
-@database_sync_to_async
-def load_place(*, event_id: int, user) -> tuple[dict, int | None, str] | None:
-    event = Event.objects.filter(pk=event_id).first()
-    if event is None:
-        return None
-    entry = get_entry(event=event, fan=user)
-    if entry is None:
-        return None
-    return queue_status(entry=entry), entry.number, entry.state
+WAITING = QueueEntry.State.WAITING
 
 
 class QueueStreamConsumer(AsyncConsumer):
+    # The hub carries this connection's news, so it needs no channel (and no
+    # Redis subscription) of its own: an alias with no layer gives none.
+    channel_layer_alias = "waitlist.stream.no-channel"
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections on the event loop's
+        # database thread before every message; every read here goes through
+        # database_sync_to_async, which does it in its own thread.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is not None:
+            await handler(message)
+
     async def http_request(self, message):
         if message.get("more_body"):
             return
@@ -45,15 +57,19 @@ class QueueStreamConsumer(AsyncConsumer):
             await self._refuse(401, "not_authenticated", "Log in or send an API token.")
             return
         self.event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
-        self.user = user
-        place = await load_place(event_id=self.event_id, user=user)
+        self.fan_id = user.pk
+        place = await _find_place(event_id=self.event_id, fan_id=self.fan_id)
         if place is None:
             await self._refuse(404, "not_in_queue", "You are not in line for this event.")
             return
-        self.status, self.number, self.state = place
+        self.number, self.state = place.number, place.state
+        self.status = place_status(place)
         self.last_id = self._last_event_id()
-        self.expiry_timer = None
-        self.groups = [room_group(self.event_id), fan_group(self.event_id, user.pk)]
+        self.writer: asyncio.Task | None = None
+        self.queued: str | None = None
+        self.reloading = False
+        self.reload_again = False
+        self.expiry_timer: asyncio.TimerHandle | None = None
         await self.send(
             {
                 "type": "http.response.start",
@@ -68,81 +84,108 @@ class QueueStreamConsumer(AsyncConsumer):
         # Jittered reconnect hint: after a server restart, clients come back
         # spread over a few seconds instead of all at once.
         retry = settings.SSE_RETRY_MS + random.randint(0, settings.SSE_RETRY_MS)
-        await self._write(f"retry: {retry}\n\n" + self._status_frame())
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.heartbeat = asyncio.ensure_future(self._heartbeat())
+        await self._send_text(f"retry: {retry}\n\n" + self._status_frame())
+        self.live = True
+        await hub().add(self)
         self._watch_token_expiry()
-
-    async def room_update(self, message):
-        if self.state != QueueEntry.State.WAITING:
-            return
-        if self.number is None or message.get("closed"):
-            # Pre-queue fans learn their number once the sale opens; waiting
-            # fans learn the line closed. Both are in Postgres.
-            await self._reload()
-            return
-        serving = message["serving"]
-        if self.number <= serving:
-            await self._reload()  # our turn: the token is in Postgres
-            return
-        position = self.number - serving
-        if position < (self.status["position"] or position + 1):
-            self.status = {
-                **self.status,
-                "position": position,
-                "ahead": position - 1,
-                "eta_seconds": eta_seconds(position=position, rate=message.get("rate") or 0.0),
-            }
-            await self._write(self._status_frame())
-
-    async def fan_changed(self, message):
-        await self._reload()
-
-    async def token_expired(self, message):
-        await self._reload()
 
     async def http_disconnect(self, message):
-        if hasattr(self, "heartbeat"):
-            self.heartbeat.cancel()
+        if hasattr(self, "live"):  # the stream was open
+            self.live = False
             if self.expiry_timer:
                 self.expiry_timer.cancel()
-            for group in self.groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await hub().remove(self)
         raise StopConsumer()
 
-    async def _reload(self):
-        place = await load_place(event_id=self.event_id, user=self.user)
-        if place is None:
-            status = {**self.status, "status": "closed", "position": None, "ahead": None, "access_token": None}
-            number, state = None, QueueEntry.State.LEFT
-        else:
-            status, number, state = place
-        self.number, self.state = number, state
-        if status != self.status:
-            self.status = status
-            await self._write(self._status_frame())
-        self._watch_token_expiry()
+    # ------------------------------------------------------------ news from the hub
 
-    def _watch_token_expiry(self):
+    def on_room_news(self, news: dict) -> None:
+        if self.state != WAITING:
+            return
+        if news.get("closed"):
+            if self.status["status"] != "closed":
+                self._show({**self.status, "status": "closed", "position": None, "ahead": None, "eta_seconds": None})
+            return
+        if self.number is None:
+            if news.get("opened"):
+                self._reload_soon()  # the pre-queue was numbered: ours is in Postgres
+            return
+        if self.number <= news["serving"]:
+            self._reload_soon()  # our turn: the token is in Postgres
+            return
+        fields = waiting_position(number=self.number, serving=news["serving"], rate=news.get("rate") or 0.0)
+        shown = self.status
+        # Reopened after a sell-out, or moved up; never shown moving back.
+        if shown["status"] != "waiting" or shown["position"] is None or fields["position"] < shown["position"]:
+            self._show({**shown, "status": "waiting", **fields})
+
+    def on_fan_news(self) -> None:
+        self._reload_soon()
+
+    def on_heartbeat(self) -> None:
+        if self.writer is None:
+            self._push(": keep-alive\n\n")
+
+    # ------------------------------------------------------------ internals
+
+    def _reload_soon(self) -> None:
+        if self.reloading:
+            self.reload_again = True
+            return
+        self.reloading = True
+        asyncio.ensure_future(self._reload())
+
+    async def _reload(self) -> None:
+        try:
+            while self.live:
+                self.reload_again = False
+                place = await _find_place(event_id=self.event_id, fan_id=self.fan_id)
+                if place is None:  # left the line (from another tab or device)
+                    self.number, self.state = None, QueueEntry.State.LEFT
+                    status = {**self.status, "status": "closed", "position": None, "ahead": None}
+                    status.update(eta_seconds=None, access_token=None, token_expires_at=None)
+                else:
+                    self.number, self.state = place.number, place.state
+                    status = place_status(place)
+                if status != self.status:
+                    self._show(status)
+                self._watch_token_expiry()
+                if not self.reload_again:
+                    break
+        finally:
+            self.reloading = False
+
+    def _watch_token_expiry(self) -> None:
         # Re-read when the token runs out, so the fan sees `expired` live.
         if self.expiry_timer:
             self.expiry_timer.cancel()
             self.expiry_timer = None
-        if self.status["status"] != "admitted" or not self.status.get("token_expires_at"):
+        if not self.live or self.status["status"] != "admitted" or not self.status.get("token_expires_at"):
             return
-        from django.utils.dateparse import parse_datetime
-
         delay = parse_datetime(self.status["token_expires_at"]).timestamp() - time.time() + 0.5
-        loop = asyncio.get_running_loop()
-        self.expiry_timer = loop.call_later(
-            max(delay, 0), lambda: asyncio.ensure_future(self.token_expired({"type": "token.expired"}))
-        )
+        self.expiry_timer = asyncio.get_running_loop().call_later(max(delay, 0), self._reload_soon)
 
-    async def _heartbeat(self):
-        while True:
-            await asyncio.sleep(settings.SSE_HEARTBEAT_SECONDS)
-            await self._write(": keep-alive\n\n")
+    def _show(self, status: dict) -> None:
+        self.status = status
+        self._push(self._status_frame())
+
+    def _push(self, text: str) -> None:
+        if not self.live:
+            return
+        if self.writer is not None:
+            self.queued = text  # only the latest status matters to a slow client
+            return
+        self.writer = asyncio.ensure_future(self._drain(text))
+
+    async def _drain(self, text: str | None) -> None:
+        try:
+            while text is not None and self.live:
+                await self._send_text(text)
+                text, self.queued = self.queued, None
+        except Exception:  # noqa: BLE001 - the client went away mid-write; http.disconnect follows
+            self.live = False
+        finally:
+            self.writer = None
 
     def _status_frame(self) -> str:
         self.last_id = max(self.last_id + 1, int(time.time() * 1000))
@@ -157,7 +200,7 @@ class QueueStreamConsumer(AsyncConsumer):
                     return 0
         return 0
 
-    async def _write(self, text: str):
+    async def _send_text(self, text: str) -> None:
         await self.send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
     async def _refuse(self, status: int, code: str, detail: str):

@@ -95,8 +95,12 @@ def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> tuple[QueueEntry, bool]
         number=number, state=QueueEntry.State.WAITING, admitted_at=None
     )
     entry.refresh_from_db()
-    if updated and number is not None and number <= room.serving_number + 1:
-        broadcast.wake_admitter(event_id=entry.event_id)
+    if updated:
+        # A stream still open from the fan's last turn shows `expired` or
+        # `booked` and ignores room news until told the fan is back in line.
+        broadcast.fan_changed(event_id=entry.event_id, fan_id=entry.fan_id)
+        if number is not None and number <= room.serving_number + 1:
+            broadcast.wake_admitter(event_id=entry.event_id)
     return entry, bool(updated)
 
 
@@ -116,6 +120,9 @@ def leave_queue(*, event: Event, fan) -> None:
         )
         if not left:
             raise NotFound("You are not in line for this event.", code="not_in_queue")
+        # Streams open in the fan's other tabs or devices stop showing the place.
+        event_id, fan_id = entry.event_id, entry.fan_id
+        transaction.on_commit(lambda: broadcast.fan_changed(event_id=event_id, fan_id=fan_id))
 
 
 def admit_fans(*, event_id: int) -> int:

@@ -1,0 +1,165 @@
+"""One process's live waiting-room connections, and the news they get.
+
+A process keeps a single channel on the pub/sub channel layer and
+subscribes it to each event's room group (while it has a connection for
+that event) and to each connected fan's own group. A room broadcast is
+deserialised once and handed to every local connection of that event by a
+plain loop: each connection works out its fan's position from the serving
+number and writes a frame only if it changed. (A Channels consumer per
+connection receiving the broadcast itself costs a task wake-up, a message
+decode and a database-thread hop each: seconds for 10,000 connections.)
+
+The hub also sends the heartbeat comments for all its connections, and
+every few seconds re-reads each event's serving number from Postgres, so a
+broadcast lost with Redis delays a fan's screen by seconds, never longer.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections import defaultdict
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from waitlist.broadcast import fan_group, room_group
+from waitlist.selectors import room_news
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    event_id: int
+    fan_id: int
+
+    def on_room_news(self, news: dict) -> None: ...
+    def on_fan_news(self) -> None: ...
+    def on_heartbeat(self) -> None: ...
+
+
+_read_room_news = database_sync_to_async(room_news, thread_sensitive=False)
+
+
+class Hub:
+    def __init__(self):
+        self._layer = get_channel_layer()
+        self._channel: str | None = None
+        self._by_event: dict[int, set[Connection]] = defaultdict(set)
+        self._by_fan: dict[tuple[int, int], set[Connection]] = defaultdict(set)
+        self._tasks: list[asyncio.Task] = []
+        self._ready = asyncio.Lock()
+
+    async def add(self, conn: Connection) -> None:
+        await self._start()
+        event_group = not self._by_event[conn.event_id]
+        fan_key = (conn.event_id, conn.fan_id)
+        personal_group = not self._by_fan[fan_key]
+        self._by_event[conn.event_id].add(conn)
+        self._by_fan[fan_key].add(conn)
+        # Subscriptions can fail with Redis down: the connection is still
+        # served, and catches up from the periodic refresh.
+        if event_group:
+            await self._subscribe(room_group(conn.event_id))
+        if personal_group:
+            await self._subscribe(fan_group(*fan_key))
+
+    async def remove(self, conn: Connection) -> None:
+        fan_key = (conn.event_id, conn.fan_id)
+        for index, key, group in (
+            (self._by_event, conn.event_id, room_group(conn.event_id)),
+            (self._by_fan, fan_key, fan_group(*fan_key)),
+        ):
+            members = index.get(key)
+            if members is None or conn not in members:
+                continue
+            members.discard(conn)
+            if not members:
+                del index[key]
+                await self._unsubscribe(group)
+
+    def connections(self, event_id: int) -> int:
+        return len(self._by_event.get(event_id, ()))
+
+    # ------------------------------------------------------------ internals
+
+    async def _start(self) -> None:
+        if self._channel is not None:
+            return
+        async with self._ready:
+            if self._channel is not None:
+                return
+            self._channel = await self._layer.new_channel(prefix="waitlist.hub.")
+            self._tasks = [
+                asyncio.ensure_future(self._receive()),
+                asyncio.ensure_future(self._heartbeat()),
+                asyncio.ensure_future(self._refresh()),
+            ]
+
+    async def _subscribe(self, group: str) -> None:
+        try:
+            await self._layer.group_add(group, self._channel)
+        except Exception:
+            log.warning("could not subscribe to %s", group, exc_info=True)
+
+    async def _unsubscribe(self, group: str) -> None:
+        try:
+            await self._layer.group_discard(group, self._channel)
+        except Exception:
+            log.warning("could not unsubscribe from %s", group, exc_info=True)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self._layer.receive(self._channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("live news receive failed", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            try:
+                self._deliver(message)
+            except Exception:
+                log.exception("could not deliver %r", message.get("type"))
+
+    def _deliver(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "room.update":
+            for conn in list(self._by_event.get(message["event"], ())):
+                conn.on_room_news(message)
+        elif kind == "fan.changed":
+            for conn in list(self._by_fan.get((message["event"], message["fan"]), ())):
+                conn.on_fan_news()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(settings.SSE_HEARTBEAT_SECONDS)
+            for members in list(self._by_event.values()):
+                for conn in list(members):
+                    conn.on_heartbeat()
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(settings.SSE_REFRESH_SECONDS)
+            for event_id in list(self._by_event):
+                try:
+                    news = await _read_room_news(event_id=event_id)
+                except Exception:
+                    log.warning("could not refresh room %s", event_id, exc_info=True)
+                    continue
+                if news is not None:
+                    self._deliver({"type": "room.update", **news})
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """This process's hub (one per event loop)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub()
+    return found
