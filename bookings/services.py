@@ -118,10 +118,14 @@ def cancel_booking(*, booking_id: int, fan) -> Booking:
     if booking is None:
         raise NotFound("No such booking.")
     if booking.status != Status.PROCESSING:
-        raise Conflict(f"This booking can no longer be cancelled (it is {booking.status}).", code="not_cancellable")
+        raise Conflict(
+            f"This booking can no longer be cancelled (its status is {booking.status}).", code="not_cancellable"
+        )
     ended = _end_hold(booking=booking, to=Status.CANCELLED, reason="cancelled_by_fan")
     if ended.status != Status.CANCELLED:
-        raise Conflict(f"This booking can no longer be cancelled (it is {ended.status}).", code="not_cancellable")
+        raise Conflict(
+            f"This booking can no longer be cancelled (its status is {ended.status}).", code="not_cancellable"
+        )
     return ended
 
 

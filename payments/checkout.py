@@ -32,7 +32,7 @@ def check_payable(*, booking: Booking) -> None:
         return
     if booking.status == Booking.Status.FAILED and booking.expires_at > timezone.now():
         return
-    raise Conflict(f"This booking is {booking.status} and cannot be paid.", code="not_payable")
+    raise Conflict(f"This booking cannot be paid: its status is {booking.status}.", code="not_payable")
 
 
 def check_test_card(*, card_number: str, exp_month: int, exp_year: int, cvc: str) -> tuple[str, int, int, str]:
@@ -80,7 +80,7 @@ def pay_with_test_card(*, booking: Booking, card_number: str, exp_month: int, ex
         # The intent moved on at Stripe (paid, cancelled) since the page loaded;
         # localstripe also refuses a second confirm after a declined card.
         raise Conflict(
-            "The payment server would not take a payment for this booking now. Check the booking's status.",
+            "This booking cannot take a payment now: it may already be paid or closed. Its page shows where it stands.",
             code="not_payable",
         ) from None
     except gateway.PaymentError:

@@ -28,7 +28,11 @@ TEST_CARDS = [
 OUTCOMES = {
     "succeeded": (messages.SUCCESS, "Payment received. Confirming your tickets…"),
     "processing": (messages.INFO, "Your payment is processing. This page updates when it completes."),
-    "requires_payment_method": (messages.ERROR, "Your card was declined. You can try another card."),
+    "requires_payment_method": (
+        messages.ERROR,
+        "Your card was declined, so your tickets went back on sale. You can try another card now: "
+        "if tickets are left when it goes through they are yours, otherwise you are refunded in full.",
+    ),
     "requires_action": (
         messages.ERROR,
         "This card needs 3-D Secure, which the test form cannot do. Try another card.",

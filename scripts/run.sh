@@ -45,7 +45,8 @@ fi
 pids+=($!)
 DB_POOL=false .venv/bin/celery -A config worker --queues admission,celery --loglevel "${CELERY_LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}" &
 pids+=($!)
-DB_POOL=false .venv/bin/celery -A config beat --loglevel "${CELERY_LOG_LEVEL:-info}" --schedule .run/celerybeat-schedule &
+# Beat logs every due task (the admission tick is every 2 s): warnings only by default.
+DB_POOL=false .venv/bin/celery -A config beat --loglevel "${CELERY_BEAT_LOG_LEVEL:-warning}" --schedule .run/celerybeat-schedule &
 pids+=($!)
 
 for _ in $(seq 1 50); do
