@@ -17,18 +17,14 @@ import random
 import time
 
 from channels.consumer import AsyncConsumer
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from waitlist.live import hub
 from waitlist.models import QueueEntry
-from waitlist.selectors import find_place, place_status, waiting_position
-
-# Not tied to the one thread Channels uses for ORM calls: thousands of fans
-# connecting at once would queue behind each other on it.
-_find_place = database_sync_to_async(find_place, thread_sensitive=False)
+from waitlist.selectors import place_status, waiting_position
+from waitlist.stream_reads import find_place
 
 WAITING = QueueEntry.State.WAITING
 
@@ -39,9 +35,9 @@ class QueueStreamConsumer(AsyncConsumer):
     channel_layer_alias = "waitlist.stream.no-channel"
 
     async def dispatch(self, message):
-        # Channels closes stale database connections on the event loop's
-        # database thread before every message; every read here goes through
-        # database_sync_to_async, which does it in its own thread.
+        # Channels closes stale ORM connections on its database thread before
+        # every message; this consumer reads through its own pool instead
+        # (waitlist.stream_reads), so the hop would buy nothing.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is not None:
             await handler(message)
@@ -58,7 +54,7 @@ class QueueStreamConsumer(AsyncConsumer):
             return
         self.event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         self.fan_id = user.pk
-        place = await _find_place(event_id=self.event_id, fan_id=self.fan_id)
+        place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
         if place is None:
             await self._refuse(404, "not_in_queue", "You are not in line for this event.")
             return
@@ -139,7 +135,7 @@ class QueueStreamConsumer(AsyncConsumer):
         try:
             while self.live:
                 self.reload_again = False
-                place = await _find_place(event_id=self.event_id, fan_id=self.fan_id)
+                place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
                 if place is None:  # left the line (from another tab or device)
                     self.number, self.state = None, QueueEntry.State.LEFT
                     status = {**self.status, "status": "closed", "position": None, "ahead": None}

@@ -20,12 +20,11 @@ import weakref
 from collections import defaultdict
 from typing import Protocol
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from waitlist import stream_reads
 from waitlist.broadcast import fan_group, room_group
-from waitlist.selectors import room_news
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +36,6 @@ class Connection(Protocol):
     def on_room_news(self, news: dict) -> None: ...
     def on_fan_news(self) -> None: ...
     def on_heartbeat(self) -> None: ...
-
-
-_read_room_news = database_sync_to_async(room_news, thread_sensitive=False)
 
 
 class Hub:
@@ -145,7 +141,7 @@ class Hub:
             await asyncio.sleep(settings.SSE_REFRESH_SECONDS)
             for event_id in list(self._by_event):
                 try:
-                    news = await _read_room_news(event_id=event_id)
+                    news = await stream_reads.room_news(event_id=event_id)
                 except Exception:
                     log.warning("could not refresh room %s", event_id, exc_info=True)
                     continue

@@ -1,9 +1,10 @@
 """A fan's place in line, as API.md's QueueStatus.
 
-Everything a QueueStatus says comes from one query (`find_place`), so the
+Everything a QueueStatus says comes from one query (PLACE_SQL), so the
 status endpoint, the waiting-room page and a live connection opening or
 catching up all cost a single round trip; `place_status` turns those facts
-into the status without touching the database.
+into the status without touching the database. The live stream runs the
+same queries from the event loop (waitlist.stream_reads).
 """
 
 import math
@@ -48,7 +49,7 @@ class Place:
         return now >= self.on_sale_at and self.available == 0 and self.held == 0
 
 
-_PLACE = """
+PLACE_SQL = """
 SELECT q.number, q.state, r.serving_number, r.admission_rate,
        e.sale_closed, e.starts_at, e.on_sale_at, inv.available, inv.held,
        t.id, t.expires_at, t.used_at IS NOT NULL
@@ -70,7 +71,7 @@ WHERE q.event_id = %s AND q.fan_id = %s AND q.state <> 'left'
 def find_place(*, event_id: int, fan_id: int) -> Place | None:
     """The fan's live place in this event's line (None if not in line), in one query."""
     with connection.cursor() as cursor:
-        cursor.execute(_PLACE, [event_id, fan_id])
+        cursor.execute(PLACE_SQL, [event_id, fan_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -135,7 +136,7 @@ def eta_seconds(*, position: int, rate: float) -> int | None:
     return max(0, math.ceil((position - 1) / rate))
 
 
-_ROOM_NEWS = """
+ROOM_NEWS_SQL = """
 SELECT r.serving_number, r.admission_rate, r.opened_at IS NOT NULL,
        e.sale_closed OR e.starts_at <= now()
        OR (e.on_sale_at <= now() AND NOT EXISTS (
@@ -148,9 +149,11 @@ WHERE r.event_id = %s
 def room_news(*, event_id: int) -> dict | None:
     """What a room broadcast carries, read from Postgres (for a connection catching up on lost news)."""
     with connection.cursor() as cursor:
-        cursor.execute(_ROOM_NEWS, [event_id])
+        cursor.execute(ROOM_NEWS_SQL, [event_id])
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else room_news_from_row(event_id, row)
+
+
+def room_news_from_row(event_id: int, row: tuple) -> dict:
     serving, rate, opened, closed = row
     return {"event": event_id, "serving": serving, "rate": rate, "opened": opened, "closed": closed}
