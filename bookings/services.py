@@ -17,6 +17,7 @@ from payments import gateway
 from ticketing import inventory
 from ticketing.errors import Conflict, NotFound, ServiceError, Unavailable
 from ticketing.models import Event
+from ticketing.selectors import event_inventory
 from waitlist import broadcast
 from waitlist.models import AccessToken, QueueEntry
 
@@ -94,6 +95,15 @@ def _return_hold(*, booking_id: int, to: str, reason: str = "", skip_locked: boo
 def _tickets_returned(*, event_id: int, fan_id: int) -> None:
     broadcast.wake_admitter(event_id=event_id)
     broadcast.fan_changed(event_id=event_id, fan_id=fan_id)
+
+
+def _tickets_sold(*, event_id: int, fan_id: int) -> None:
+    broadcast.fan_changed(event_id=event_id, fan_id=fan_id)
+    # The sale that empties the pool tells the fans still in line at once
+    # (the admitter broadcasts `closed`) instead of at its next tick.
+    totals = event_inventory(event_id=event_id)
+    if totals.available == 0 and totals.held == 0:
+        broadcast.wake_admitter(event_id=event_id)
 
 
 def release_unpaid_hold(*, booking_id: int) -> None:
@@ -185,7 +195,7 @@ def record_payment_succeeded(*, booking_id: int) -> Booking:
             Booking.objects.filter(pk=booking_id).update(status=Status.SUCCEEDED, finished_at=timezone.now())
             inventory.sell_held(bucket_id=booking.bucket_id, quantity=booking.quantity)
             fan_id, event_id = booking.fan_id, booking.event_id
-            transaction.on_commit(lambda: broadcast.fan_changed(event_id=event_id, fan_id=fan_id))
+            transaction.on_commit(lambda: _tickets_sold(event_id=event_id, fan_id=fan_id))
         elif booking.status in ENDED_WITHOUT_TICKETS and not booking.needs_refund:
             _take_late_payment(booking=booking)
     booking.refresh_from_db()
@@ -202,6 +212,8 @@ def _take_late_payment(*, booking: Booking) -> None:
             late_payment=True,
             finished_at=timezone.now(),
         )
+        event_id, fan_id = booking.event_id, booking.fan_id
+        transaction.on_commit(lambda: _tickets_sold(event_id=event_id, fan_id=fan_id))
     else:
         Booking.objects.filter(pk=booking.pk).update(needs_refund=True, late_payment=True)
 

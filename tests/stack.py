@@ -188,6 +188,18 @@ class Stack:
             self.log_dir,
         )
 
+    def add_web(self, name: str) -> str:
+        """Another ASGI process on its own port, as behind a load balancer; returns its base URL."""
+        port = free_port()
+        self.processes[name] = self._web(port, name)
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for(
+            lambda: httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200,
+            timeout=30,
+            what=f"the ASGI server {name}\n{self.processes[name].tail()}",
+        )
+        return base_url
+
     def start_worker(self, name: str = "worker") -> Process:
         process = Process(
             name,

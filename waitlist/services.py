@@ -156,7 +156,12 @@ def admit_fans(*, event_id: int) -> int:
             transaction.on_commit(lambda: broadcast.room_update(event_id=event_id, serving=serving, closed=True))
             return 0
 
-        outstanding = AccessToken.objects.filter(event_id=event_id, used_at__isnull=True, expires_at__gt=now).count()
+        # A token stays spendable for the clock-skew leeway after it expires:
+        # its ticket is not handed to the next fan until then.
+        usable_after = now - timedelta(seconds=settings.ACCESS_TOKEN_LEEWAY_SECONDS)
+        outstanding = AccessToken.objects.filter(
+            event_id=event_id, used_at__isnull=True, expires_at__gt=usable_after, entry__state=QueueEntry.State.ADMITTED
+        ).count()
         budget = inventory.available - outstanding
         if room.max_admissions_per_tick:
             budget = min(budget, room.max_admissions_per_tick)
