@@ -32,6 +32,9 @@ def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -
 
     If Stripe cannot be reached the hold is released and the access token
     made usable again, so the fan can simply retry (503 payment_unavailable).
+    The intent is attached only to a booking still holding its tickets: one
+    that ended while Stripe was being called (cancelled from another tab,
+    expired) gets its new intent cancelled, and the fan a 409.
     """
     booking = reserve_tickets(event=event, fan=fan, quantity=quantity, access_token=access_token)
     try:
@@ -40,16 +43,36 @@ def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -
         )
     except gateway.PaymentError:
         log.warning("payment provider unavailable for booking %s", booking.pk, exc_info=True)
-        release_unpaid_hold(booking_id=booking.pk)
+        if not release_unpaid_hold(booking_id=booking.pk):
+            _refuse_ended_booking(booking_id=booking.pk)
         raise Unavailable(
             "Payments are unavailable right now; your tickets were not held. Please try again.",
             code="payment_unavailable",
         ) from None
-    Booking.objects.filter(pk=booking.pk, payment_intent_id="").update(
+    attached = Booking.objects.filter(pk=booking.pk, payment_intent_id="", status=Status.PROCESSING).update(
         payment_intent_id=intent_id, client_secret=client_secret
     )
+    if not attached:
+        _cancel_orphan_intent(payment_intent_id=intent_id)
+        _refuse_ended_booking(booking_id=booking.pk)
     booking.refresh_from_db()
     return booking
+
+
+def _cancel_orphan_intent(*, payment_intent_id: str) -> None:
+    # Nobody will be shown this intent; if it cannot be cancelled now, a
+    # payment on it still lands as a late payment (taken again or refunded).
+    try:
+        gateway.cancel_payment_intent(payment_intent_id)
+    except gateway.PaymentError:
+        log.warning("could not cancel orphan payment intent %s", payment_intent_id, exc_info=True)
+
+
+def _refuse_ended_booking(*, booking_id: int):
+    status = Booking.objects.filter(pk=booking_id).values_list("status", flat=True).first()
+    raise Conflict(
+        f"This booking ended while its payment was being set up (its status is {status}).", code="booking_ended"
+    )
 
 
 def _schedule_expiry(*, booking_id: int, countdown: float) -> None:
@@ -106,19 +129,27 @@ def _tickets_sold(*, event_id: int, fan_id: int) -> None:
         broadcast.wake_admitter(event_id=event_id)
 
 
-def release_unpaid_hold(*, booking_id: int) -> None:
+def release_unpaid_hold(*, booking_id: int) -> bool:
     """The payment provider failed before the fan saw the booking: undo it.
 
     Tickets go back and the access token is usable again (its link to the
-    booking is cleared, the booking stays as `failed` for the record).
+    booking is cleared, the booking stays as `failed` for the record), unless
+    the fan left the line meanwhile: leaving gave the admission up. Returns
+    False if the hold had already ended some other way (nothing changes).
     """
     with transaction.atomic(durable=True):
         booking = _return_hold(booking_id=booking_id, to=Status.FAILED, reason="payment_unavailable")
-        if booking is None or booking.access_token_id is None:
-            return
-        AccessToken.objects.filter(pk=booking.access_token_id).update(used_at=None)
-        QueueEntry.objects.filter(tokens__pk=booking.access_token_id).update(state=QueueEntry.State.ADMITTED)
-        Booking.objects.filter(pk=booking_id).update(access_token=None)
+        if booking is None:
+            return False
+        if booking.access_token_id is None:
+            return True
+        readmitted = QueueEntry.objects.filter(
+            tokens__pk=booking.access_token_id, state=QueueEntry.State.BOOKED
+        ).update(state=QueueEntry.State.ADMITTED)
+        if readmitted:
+            AccessToken.objects.filter(pk=booking.access_token_id).update(used_at=None)
+            Booking.objects.filter(pk=booking_id).update(access_token=None)
+    return True
 
 
 def cancel_booking(*, booking_id: int, fan) -> Booking:

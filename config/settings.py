@@ -173,6 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "accounts": env("THROTTLE_ACCOUNTS", default="120/min"),
         "bookings": env("THROTTLE_BOOKINGS", default="30/min"),
+        "queue": env("THROTTLE_QUEUE", default="30/min"),
     },
 }
 

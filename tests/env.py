@@ -14,4 +14,5 @@ os.environ["STRIPE_API_BASE"] = os.environ["TEST_STRIPE_API_BASE"]
 os.environ.pop("STRIPE_SECRET_KEY", None)
 os.environ.setdefault("THROTTLE_ACCOUNTS", "10000/min")
 os.environ.setdefault("THROTTLE_BOOKINGS", "10000/min")
+os.environ.setdefault("THROTTLE_QUEUE", "10000/min")
 os.environ.setdefault("DB_POOL_MAX", "64")

@@ -1,7 +1,10 @@
 """Staff work in Django admin: events with their inventory, refunds."""
 
+import time
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from bookings import services as bookings
 from bookings.models import Booking
@@ -72,3 +75,70 @@ def test_staff_refund_from_admin(staff_client, local_stripe, return_tickets, exp
     staff_client.post("/admin/bookings/booking/", {"action": action, "_selected_action": [booking.pk]})
     assert len(local_stripe.get(f"/v1/refunds?payment_intent={booking.payment_intent_id}")["data"]) == 1
     assert Booking.objects.get(pk=booking.pk).status == "refunded"
+
+
+def a_line_of(count: int, *, tickets: int):
+    """An on-sale event with `count` fans in line, its room paused from admin so nobody is admitted yet."""
+    from waitlist import services as waitlist
+    from waitlist.models import WaitingRoom
+
+    event = make_event(tickets=tickets)
+    WaitingRoom.objects.filter(event=event).update(opened_at=timezone.now(), paused=True)
+    for _ in range(count):
+        waitlist.join_queue(event=event, fan=FanFactory())
+    return event, WaitingRoom.objects.get(event=event)
+
+
+def room_counts(staff_client, room) -> tuple[int, int, int]:
+    response = staff_client.get("/admin/waitlist/waitingroom/")
+    assert response.status_code == 200
+    (row,) = [r for r in response.context["cl"].result_list if r.pk == room.pk]
+    return row.waiting_count, row.admitted_count, row.booked_count
+
+
+def test_staff_pause_and_resume_a_line_and_see_it_live(staff_client):
+    from waitlist.models import QueueEntry, WaitingRoom
+    from waitlist.services import admit_fans
+
+    event, room = a_line_of(5, tickets=10)
+    WaitingRoom.objects.filter(pk=room.pk).update(paused=False)
+    changelist = "/admin/waitlist/waitingroom/"
+
+    response = staff_client.post(changelist, {"action": "pause", "_selected_action": [room.pk]})
+    assert response.status_code == 302
+    assert WaitingRoom.objects.get(pk=room.pk).paused
+    assert admit_fans(event_id=event.pk) == 0
+    assert room_counts(staff_client, room) == (5, 0, 0)
+    numbers = list(QueueEntry.objects.filter(event=event).order_by("number").values_list("number", flat=True))
+    assert numbers == [1, 2, 3, 4, 5], "paused fans keep their places"
+
+    response = staff_client.post(changelist, {"action": "resume", "_selected_action": [room.pk]})
+    assert response.status_code == 302 and not WaitingRoom.objects.get(pk=room.pk).paused
+    admit_fans(event_id=event.pk)  # what the wake-up sent on resume runs
+    assert room_counts(staff_client, room) == (0, 5, 0)
+    page = staff_client.get(changelist).content.decode()
+    assert "Pause admission" in page and "Resume admission" in page
+
+
+def test_staff_cap_the_admission_rate(staff_client, settings):
+    from waitlist.models import QueueEntry, WaitingRoom
+    from waitlist.services import admit_fans
+
+    settings.ADMISSION_TICK_SECONDS = 2
+    event, room = a_line_of(30, tickets=100)
+    response = staff_client.post(f"/admin/waitlist/waitingroom/{room.pk}/change/", {"admissions_per_minute": "60"})
+    assert response.status_code == 302, response.content[:2000]
+    assert WaitingRoom.objects.get(pk=room.pk).admissions_per_minute == 60
+    WaitingRoom.objects.filter(pk=room.pk).update(paused=False)
+    admitted = QueueEntry.objects.filter(event=event, state=QueueEntry.State.ADMITTED)
+
+    started = time.monotonic()
+    admit_fans(event_id=event.pk)
+    assert admitted.count() == 2, "a first batch of one tick's worth (1 a second)"
+    assert admit_fans(event_id=event.pk) == 0, "no credit left right after"
+    time.sleep(2.2)
+    admit_fans(event_id=event.pk)
+    elapsed = time.monotonic() - started
+    # About one a second after the first tick's worth, however often anyone calls.
+    assert 3 <= admitted.count() <= 2 + elapsed + 1
+    assert set(admitted.values_list("number", flat=True)) == set(range(1, admitted.count() + 1))

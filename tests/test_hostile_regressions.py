@@ -1,19 +1,29 @@
 """Faults a hostile tester found, each kept as a test."""
 
 import json
+import threading
+import time
 
+import psycopg
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bookings import services as bookings
 from bookings.models import Booking
+from payments import gateway
 from tests.concurrency import run_together
 from tests.factories import FanFactory, admit_directly, make_event
 from ticketing.errors import ServiceError
+from ticketing.models import Event
+from ticketing.selectors import event_inventory
 from waitlist import services as waitlist
-from waitlist.models import QueueEntry
+from waitlist import stream_reads
+from waitlist.models import AccessToken, QueueEntry, WaitingRoom
+from waitlist.tokens import sign_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +117,137 @@ def test_the_webhook_answers_json_to_an_oversized_body_and_a_wrong_method(settin
     assert response.status_code == 405
     assert response.json()["error"] == "method_not_allowed"
     assert response["Allow"] == "POST"
+
+
+# --- Second hostile round: the waiting room's fairness and leaving the line ---
+
+
+def test_fans_who_join_after_on_sale_but_before_the_admitter_opens_it_are_not_shuffled_in():
+    event = make_event(tickets=1, on_sale_in=3600)
+    early = [FanFactory() for _ in range(5)]
+    for fan in early:
+        waitlist.join_queue(event=event, fan=fan)
+    Event.objects.filter(pk=event.pk).update(on_sale_at=timezone.now())
+    event.refresh_from_db()
+    late = [FanFactory() for _ in range(3)]
+    for fan in late:  # on sale, but no admitter has run yet
+        waitlist.join_queue(event=event, fan=fan)
+    assert not WaitingRoom.objects.get(event=event).opened_at
+
+    waitlist.admit_fans(event_id=event.pk)
+    numbers = dict(QueueEntry.objects.filter(event=event).values_list("fan_id", "number"))
+    assert sorted(numbers[f.pk] for f in early) == [1, 2, 3, 4, 5]
+    assert [numbers[f.pk] for f in late] == [6, 7, 8], "after the pre-queue, in join order"
+    assert WaitingRoom.objects.get(event=event).pre_queue_size == 5
+
+
+def test_a_fan_who_leaves_while_being_admitted_stays_gone():
+    event = make_event(tickets=5)
+    WaitingRoom.objects.filter(event=event).update(opened_at=timezone.now(), paused=True)
+    fans = [FanFactory() for _ in range(3)]
+    for fan in fans:
+        waitlist.join_queue(event=event, fan=fan)
+    WaitingRoom.objects.filter(event=event).update(paused=False)
+    leaver = QueueEntry.objects.get(event=event, fan=fans[1])
+
+    # The fan's leave is in flight (row locked, not committed) while the
+    # admitter reads the line and admits.
+    with psycopg.connect(**stream_reads._conninfo()) as other:
+        other.execute("UPDATE waitlist_queueentry SET state = 'left' WHERE id = %s", [leaver.pk])
+        admitting = threading.Thread(target=lambda: (waitlist.admit_fans(event_id=event.pk), connection.close()))
+        admitting.start()
+        time.sleep(0.5)
+        other.commit()
+    admitting.join(10)
+
+    leaver.refresh_from_db()
+    assert leaver.state == QueueEntry.State.LEFT
+    assert not AccessToken.objects.filter(entry=leaver).exists()
+    assert set(
+        QueueEntry.objects.filter(event=event, state=QueueEntry.State.ADMITTED).values_list("fan_id", flat=True)
+    ) == {fans[0].pk, fans[2].pk}
+
+
+def test_a_fan_who_left_while_stripe_was_down_does_not_get_the_token_back(monkeypatch):
+    event = make_event(tickets=4)
+    fan = FanFactory()
+    (token,) = admit_directly(event=event, fans=[fan])
+
+    def leave_then_fail(**kwargs):
+        waitlist.leave_queue(event=event, fan=fan)  # from another tab, while Stripe hangs
+        raise gateway.PaymentError("timed out")
+
+    monkeypatch.setattr(gateway, "create_payment_intent", leave_then_fail)
+    with pytest.raises(ServiceError) as refused:
+        bookings.book_tickets(event=event, fan=fan, quantity=2, access_token=token)
+    assert refused.value.code == "payment_unavailable"
+    assert QueueEntry.objects.get(event=event, fan=fan).state == QueueEntry.State.LEFT
+    assert AccessToken.objects.get(fan=fan).used_at is not None
+    assert event_inventory(event_id=event.pk).available == 4
+    with pytest.raises(ServiceError) as again:
+        bookings.book_tickets(event=event, fan=fan, quantity=2, access_token=token)
+    assert again.value.code in ("invalid_token", "token_used")
+
+
+def test_a_hold_cancelled_while_its_intent_is_created_gets_no_live_intent(local_stripe, monkeypatch):
+    event = make_event(tickets=4)
+    fan = FanFactory()
+    (token,) = admit_directly(event=event, fans=[fan])
+    create = gateway.create_payment_intent
+    created = []
+
+    def create_while_the_fan_cancels(**kwargs):
+        bookings.cancel_booking(booking_id=kwargs["booking_id"], fan=fan)  # another tab, during the Stripe call
+        created.append(create(**kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(gateway, "create_payment_intent", create_while_the_fan_cancels)
+    with pytest.raises(ServiceError) as refused:
+        bookings.book_tickets(event=event, fan=fan, quantity=2, access_token=token)
+    assert (refused.value.code, refused.value.status) == ("booking_ended", 409)
+    booking = Booking.objects.get(fan=fan)
+    assert booking.status == Booking.Status.CANCELLED and booking.payment_intent_id == ""
+    assert local_stripe.get(f"/v1/payment_intents/{created[0][0]}")["status"] == "canceled"
+    inv = event_inventory(event_id=event.pk)
+    assert (inv.available, inv.held, inv.sold) == (4, 0, 0)
+
+
+def test_a_token_given_up_by_leaving_stays_dead_after_a_quick_rejoin():
+    event = make_event(tickets=4)
+    fan = FanFactory()
+    waitlist.join_queue(event=event, fan=fan)
+    waitlist.admit_fans(event_id=event.pk)
+    old = sign_token(token_id=AccessToken.objects.get(fan=fan).pk, event_id=event.pk, fan_id=fan.pk)
+    waitlist.leave_queue(event=event, fan=fan)
+    waitlist.join_queue(event=event, fan=fan)
+    waitlist.admit_fans(event_id=event.pk)
+    assert QueueEntry.objects.get(event=event, fan=fan).state == QueueEntry.State.ADMITTED
+
+    with pytest.raises(ServiceError) as refused:
+        bookings.reserve_tickets(event=event, fan=fan, quantity=1, access_token=old)
+    assert refused.value.status == 403
+    assert event_inventory(event_id=event.pk).held == 0
+    new = AccessToken.objects.filter(fan=fan, used_at__isnull=True).latest("issued_at")
+    booking = bookings.reserve_tickets(
+        event=event, fan=fan, quantity=1, access_token=sign_token(token_id=new.pk, event_id=event.pk, fan_id=fan.pk)
+    )
+    assert booking.status == Booking.Status.PROCESSING
+
+
+def test_joining_and_leaving_are_rate_limited_per_fan(monkeypatch):
+    from django.core.cache import cache
+
+    from waitlist.api import QueueThrottle
+
+    # DRF reads the rates when the throttle class is defined.
+    monkeypatch.setattr(QueueThrottle, "THROTTLE_RATES", {**QueueThrottle.THROTTLE_RATES, "queue": "4/min"})
+    cache.clear()
+    event = make_event(tickets=4)
+    api = client_for(FanFactory())
+    url = f"/api/v1/events/{event.pk}/queue/"
+    codes = [api.post(url).status_code, api.delete(url).status_code, api.post(url).status_code]
+    codes.append(api.delete(url).status_code)
+    limited = api.post(url)
+    assert codes == [201, 204, 201, 204]
+    assert limited.status_code == 429 and limited.json()["error"] and int(limited["Retry-After"]) > 0
+    assert api.get(url).status_code == 404, "reading is not limited; the refused join changed nothing"

@@ -1,14 +1,30 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Count, Q
 
+from waitlist import services
 from waitlist.models import AccessToken, QueueEntry, WaitingRoom
+
+State = QueueEntry.State
 
 
 @admin.register(WaitingRoom)
 class WaitingRoomAdmin(admin.ModelAdmin):
-    list_display = ("event", "serving_number", "paused", "max_admissions_per_tick", "admission_rate", "opened_at")
-    list_editable = ("paused", "max_admissions_per_tick")
+    list_display = (
+        "event",
+        "paused",
+        "admissions_per_minute",
+        "serving_number",
+        "waiting",
+        "admitted",
+        "booked",
+        "admission_rate",
+        "opened_at",
+    )
+    list_editable = ("admissions_per_minute",)
+    actions = ["pause", "resume"]
     readonly_fields = (
         "event",
+        "paused",
         "serving_number",
         "opened_at",
         "shuffle_seed",
@@ -16,9 +32,51 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "admission_rate",
         "last_admitted_at",
         "updated_at",
+        "waiting",
+        "admitted",
+        "booked",
     )
+    fields = ("admissions_per_minute", *readonly_fields)
+
+    def get_queryset(self, request):
+        # The counts are read fresh on every page load (one query for the list).
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("event")
+            .annotate(
+                waiting_count=Count("event__queue_entries", filter=Q(event__queue_entries__state=State.WAITING)),
+                admitted_count=Count("event__queue_entries", filter=Q(event__queue_entries__state=State.ADMITTED)),
+                booked_count=Count("event__queue_entries", filter=Q(event__queue_entries__state=State.BOOKED)),
+            )
+        )
+
+    @admin.display(description="waiting", ordering="waiting_count")
+    def waiting(self, obj):
+        return obj.waiting_count
+
+    @admin.display(description="admitted", ordering="admitted_count")
+    def admitted(self, obj):
+        return obj.admitted_count
+
+    @admin.display(description="booked", ordering="booked_count")
+    def booked(self, obj):
+        return obj.booked_count
+
+    @admin.action(description="Pause admission (fans keep their places)")
+    def pause(self, request, queryset):
+        changed = services.set_paused(event_ids=list(queryset.values_list("event_id", flat=True)), paused=True)
+        self.message_user(request, f"Paused {changed} waiting room(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume admission")
+    def resume(self, request, queryset):
+        changed = services.set_paused(event_ids=list(queryset.values_list("event_id", flat=True)), paused=False)
+        self.message_user(request, f"Resumed {changed} waiting room(s).", messages.SUCCESS)
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -33,6 +91,9 @@ class QueueEntryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # a fan's place is theirs: they leave the line themselves
+
 
 @admin.register(AccessToken)
 class AccessTokenAdmin(admin.ModelAdmin):
@@ -43,3 +104,6 @@ class AccessTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record that makes a token single use

@@ -21,8 +21,10 @@ class WaitingRoom(models.Model):
     shuffle_seed = models.CharField(max_length=64, blank=True)
     pre_queue_size = models.IntegerField(default=0)
     paused = models.BooleanField(default=False)
-    # Staff cap on admissions per tick; 0 means "as inventory allows".
-    max_admissions_per_tick = models.PositiveIntegerField(default=0)
+    # Staff cap on the admission rate; 0 means "as fast as inventory allows".
+    admissions_per_minute = models.PositiveIntegerField(
+        default=0, help_text="Most fans admitted per minute; 0 admits as fast as the tickets allow."
+    )
     # Smoothed fans admitted per second, for the ETA shown to waiting fans.
     admission_rate = models.FloatField(default=0.0)
     last_admitted_at = models.DateTimeField(null=True, blank=True)

@@ -6,6 +6,7 @@ without harm: the status endpoint and the SSE snapshot read the database.
 """
 
 import logging
+import math
 import random
 import secrets
 from datetime import timedelta
@@ -92,7 +93,7 @@ def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> tuple[QueueEntry, bool]
     """Back of the line; (entry, False) if a concurrent join already did it."""
     number = _next_numbers(room, 1)[0] if room.opened_at else None
     updated = QueueEntry.objects.filter(pk=entry.pk, state=entry.state).update(
-        number=number, state=QueueEntry.State.WAITING, admitted_at=None
+        number=number, state=QueueEntry.State.WAITING, admitted_at=None, joined_at=timezone.now()
     )
     entry.refresh_from_db()
     if updated:
@@ -111,8 +112,11 @@ def leave_queue(*, event: Event, fan) -> None:
         entry = QueueEntry.objects.filter(event=event, fan=fan).exclude(state=QueueEntry.State.LEFT).first()
         if entry is None:
             raise NotFound("You are not in line for this event.", code="not_in_queue")
+        # Dead at once, also within the clock-skew leeway a reservation allows
+        # (else a quick rejoin and readmission would revive it).
         now = timezone.now()
-        AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
+        revoked = now - timedelta(seconds=settings.ACCESS_TOKEN_LEEWAY_SECONDS + 1)
+        AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=revoked).update(expires_at=revoked)
         left = (
             QueueEntry.objects.filter(pk=entry.pk)
             .exclude(state=QueueEntry.State.LEFT)
@@ -163,8 +167,8 @@ def admit_fans(*, event_id: int) -> int:
             event_id=event_id, used_at__isnull=True, expires_at__gt=usable_after, entry__state=QueueEntry.State.ADMITTED
         ).count()
         budget = inventory.available - outstanding
-        if room.max_admissions_per_tick:
-            budget = min(budget, room.max_admissions_per_tick)
+        if room.admissions_per_minute:
+            budget = min(budget, _rate_allowance(room=room, now=now))
         if budget <= 0:
             return 0
         admitted = list(
@@ -175,22 +179,27 @@ def admit_fans(*, event_id: int) -> int:
         if not admitted:
             return 0
         expires_at = now + timedelta(seconds=settings.ACCESS_TOKEN_TTL_SECONDS)
-        QueueEntry.objects.filter(id__in=[a[0] for a in admitted]).update(
-            state=QueueEntry.State.ADMITTED, admitted_at=now
-        )
+        with connection.cursor() as cursor:
+            # Only from `waiting`: a fan who left since the read above stays gone.
+            cursor.execute(
+                "UPDATE waitlist_queueentry SET state = 'admitted', admitted_at = %s "
+                "WHERE id = ANY(%s) AND state = 'waiting' RETURNING id, fan_id",
+                [now, [a[0] for a in admitted]],
+            )
+            tokens_for = cursor.fetchall()
         AccessToken.objects.bulk_create(
             AccessToken(entry_id=entry_id, event_id=event_id, fan_id=fan_id, issued_at=now, expires_at=expires_at)
-            for entry_id, fan_id, _ in admitted
+            for entry_id, fan_id in tokens_for
         )
         room.serving_number = max(room.serving_number, admitted[-1][2])
-        _update_rate(room=room, count=len(admitted), now=now)
+        _update_rate(room=room, count=len(tokens_for), now=now)
         room.save(update_fields=["serving_number", "admission_rate", "last_admitted_at", "updated_at"])
         serving, rate = room.serving_number, room.admission_rate
     # One message for the whole batch: each connection whose fan's number is
     # now served reads its token from Postgres. (A message per admitted fan
     # cost a publish each and made admitting 100,000 fans take minutes.)
     broadcast.room_update(event_id=event_id, serving=serving, rate=rate)
-    return len(admitted)
+    return len(tokens_for)
 
 
 def _open_sale(*, room: WaitingRoom, now) -> None:
@@ -200,8 +209,11 @@ def _open_sale(*, room: WaitingRoom, now) -> None:
     so every fan who joins after the sale opened gets a larger number.
     """
     seed = secrets.token_hex(16)
+    # Only fans who joined before on_sale_at: those who came after it but
+    # before this (up to one admitter tick) are numbered after them, in join
+    # order, by _number_stragglers.
     pre_queue = list(
-        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True)
+        QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True, joined_at__lt=room.event.on_sale_at)
         .order_by("id")
         .values_list("id", flat=True)
     )
@@ -214,11 +226,12 @@ def _open_sale(*, room: WaitingRoom, now) -> None:
 
 
 def _number_stragglers(*, room: WaitingRoom) -> None:
-    # A fan whose join raced the opening (read "not open", committed after the
-    # shuffle) still has no number: give it the next one, in join order.
+    # Fans who joined after on_sale_at but before the sale was opened here,
+    # or whose join raced the opening (read "not open", committed after the
+    # shuffle), have no number yet: the next ones, in join order.
     stragglers = list(
         QueueEntry.objects.filter(event_id=room.event_id, number__isnull=True)
-        .order_by("id")
+        .order_by("joined_at", "id")
         .values_list("id", flat=True)
     )
     _assign_numbers(room=room, entry_ids=stragglers)
@@ -236,6 +249,20 @@ def _assign_numbers(*, room: WaitingRoom, entry_ids: list[int]) -> None:
         )
 
 
+def _rate_allowance(*, room: WaitingRoom, now) -> int:
+    """How many fans the staff's rate cap lets in now.
+
+    Credit builds up with the time since the last admission, but never past
+    one tick's worth, so a quiet spell cannot be spent as a burst.
+    """
+    per_second = room.admissions_per_minute / 60
+    most = max(1, math.ceil(per_second * settings.ADMISSION_TICK_SECONDS))
+    if room.last_admitted_at is None:
+        return most
+    elapsed = max((now - room.last_admitted_at).total_seconds(), 0.0)
+    return min(most, math.floor(per_second * elapsed))
+
+
 def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
     # Exponentially smoothed fans/second over the gaps between admissions.
     if room.last_admitted_at is not None:
@@ -245,7 +272,10 @@ def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
     room.last_admitted_at = now
 
 
-def set_paused(*, event_id: int, paused: bool) -> None:
-    WaitingRoom.objects.filter(event_id=event_id).update(paused=paused)
+def set_paused(*, event_ids: list[int], paused: bool) -> int:
+    """Pause or resume admission (fans keep their places); returns how many rooms changed."""
+    changed = WaitingRoom.objects.filter(event_id__in=event_ids).exclude(paused=paused).update(paused=paused)
     if not paused:
-        broadcast.wake_admitter(event_id=event_id)
+        for event_id in event_ids:
+            broadcast.wake_admitter(event_id=event_id)
+    return changed
