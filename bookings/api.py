@@ -8,7 +8,7 @@ from rest_framework.throttling import UserRateThrottle
 from bookings import services
 from bookings.models import Booking
 from config.api_input import json_object, required_int
-from ticketing.errors import NotFound
+from ticketing.errors import NotFound, ServiceError
 from ticketing.models import Event
 
 
@@ -50,11 +50,11 @@ def bookings(request):
     event = Event.objects.filter(pk=event_id).first()
     if event is None:
         raise NotFound("No such event.")
+    access_token = data.get("access_token")
+    if not isinstance(access_token, str):
+        raise ServiceError("'access_token' is required: the token you were given when admitted.", code="invalid")
     booking = services.book_tickets(
-        event=event,
-        fan=request.user,
-        quantity=data.get("quantity"),
-        access_token=data.get("access_token"),
+        event=event, fan=request.user, quantity=data.get("quantity"), access_token=access_token
     )
     return Response(booking_json(booking), status=201)
 

@@ -12,6 +12,18 @@ $PY scripts/ensure_services.py
 $PY manage.py migrate --no-input
 $PY manage.py seed_demo | tail -n 1 > .run/demo_event_id
 
+# A port already taken would otherwise show up as one line lost in the logs.
+ports=("$PORT")
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+  ports+=("$(echo "${STRIPE_API_BASE:-http://127.0.0.1:8420}" | sed -E 's#.*:([0-9]+)/?$#\1#')")
+fi
+for port in "${ports[@]}"; do
+  if ! $PY -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('${HOST:-127.0.0.1}', int(sys.argv[1])))" "$port" 2>/dev/null; then
+    echo "make run: port $port is already in use (another make run?). Stop that process or choose another port (PORT=8001 make run; STRIPE_API_BASE=http://127.0.0.1:8421 for the local Stripe server)." >&2
+    exit 1
+  fi
+done
+
 pids=()
 stop() {
   local code="${1:-0}"
@@ -43,16 +55,22 @@ fi
 .venv/bin/uvicorn config.asgi:application --host "${HOST:-127.0.0.1}" --port "$PORT" \
   --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 &
 pids+=($!)
-DB_POOL=false .venv/bin/celery -A config worker --queues admission,celery --loglevel "${CELERY_LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}" &
+DB_POOL=false .venv/bin/celery -A config worker --queues admission,celery --loglevel "${CELERY_LOG_LEVEL:-warning}" --concurrency "${CELERY_CONCURRENCY:-2}" &
 pids+=($!)
-# Beat logs every due task (the admission tick is every 2 s): warnings only by default.
+# Worker and beat log every task (the admission tick runs every 2 s): warnings
+# only by default, so the URLs below and real errors stay on screen.
 DB_POOL=false .venv/bin/celery -A config beat --loglevel "${CELERY_BEAT_LOG_LEVEL:-warning}" --schedule .run/celerybeat-schedule &
 pids+=($!)
 
-for _ in $(seq 1 50); do
-  curl -fs "http://127.0.0.1:${PORT}/healthz" > /dev/null 2>&1 && break
+up=""
+for _ in $(seq 1 150); do
+  if curl -fs "http://127.0.0.1:${PORT}/healthz" > /dev/null 2>&1; then up=1; break; fi
   sleep 0.2
 done
+if [ -z "$up" ]; then
+  echo "make run: the web server did not answer http://127.0.0.1:${PORT}/healthz within 30 s (see the log above)." >&2
+  stop 1
+fi
 cat <<MSG
 
   Ticketing is running:   http://127.0.0.1:${PORT}/
@@ -65,5 +83,8 @@ cat <<MSG
 
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited unexpectedly; shutting down the rest (see the log above)"
+# Ctrl-C reaches every process at once: give this shell's own trap (a clean
+# stop) the chance to run before calling it a crash.
+sleep 1
+echo "a process exited unexpectedly; shutting down the rest (see the log above)" >&2
 stop 1

@@ -630,15 +630,10 @@ def tampered_claims(token: str) -> str:
 @pytest.mark.parametrize(
     "make_token",
     [
-        pytest.param(lambda t: "<missing>", id="missing"),
-        pytest.param(lambda t: None, id="null"),
         pytest.param(lambda t: "", id="empty"),
         pytest.param(lambda t: "   ", id="blank"),
         pytest.param(lambda t: "garbage", id="garbage"),
         pytest.param(lambda t: "a:b:c", id="garbage-with-colons"),
-        pytest.param(lambda t: 12345, id="number"),
-        pytest.param(lambda t: [t], id="list"),
-        pytest.param(lambda t: {"token": t}, id="object"),
         pytest.param(lambda t: t + "x" * 600, id="too-long"),
         pytest.param(lambda t: t[:-3], id="truncated"),
         pytest.param(forged, id="signed-with-another-key"),
@@ -650,13 +645,22 @@ def tampered_claims(token: str) -> str:
     ],
 )
 def test_booking_rejects_an_invalid_access_token(event, api, admitted, make_token):
+    body = {"event": event.pk, "quantity": 2, "access_token": make_token(admitted)}
+    with changes_nothing():
+        response = api.post(BOOKINGS, body, format="json")
+    assert_error(response, 403, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    "token", [pytest.param("<missing>", id="missing"), None, 12345, ["a-token"], {"token": "a-token"}, True]
+)
+def test_booking_without_a_token_string_is_400(event, api, admitted, token):
     body = {"event": event.pk, "quantity": 2}
-    token = make_token(admitted)
     if token != "<missing>":
         body["access_token"] = token
     with changes_nothing():
         response = api.post(BOOKINGS, body, format="json")
-    assert_error(response, 403, "invalid_token")
+    assert_error(response, 400, "invalid")
 
 
 @transactional

@@ -66,3 +66,21 @@ def test_a_stream_left_open_follows_the_fan_back_into_line(stack):
     _, status = fan.stream_until(event.pk, admitted_again, timeout=20)
     assert status["access_token"]
     assert QueueEntry.objects.get(event=event, fan__email=fan.email).state == QueueEntry.State.ADMITTED
+
+
+def test_a_paused_line_is_shown_paused_live_and_moves_on_when_resumed(stack):
+    event = a_paused_line(fans_ahead=0)
+    fan = FanClient(stack.base_url)
+    fan.sign_up()
+    assert fan.join(event.pk).status_code == 201
+    seen = []
+
+    def resumed_and_admitted(status: dict) -> bool:
+        seen.append((status["status"], status["paused"], status["eta_seconds"]))
+        if len(seen) == 1:
+            services.set_paused(event_ids=[event.pk], paused=False)  # staff resume
+        return status["status"] == "admitted"
+
+    _, status = fan.stream_until(event.pk, resumed_and_admitted, timeout=20)
+    assert seen[0] == ("waiting", True, None), "paused: a place, but no promise of a wait"
+    assert status["paused"] is False and status["access_token"]

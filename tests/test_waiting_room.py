@@ -227,6 +227,8 @@ def test_a_sell_out_closes_the_line_at_once_and_returned_tickets_reopen_it_in_or
     # Sold out: the waiting fan is told at once, and nobody new gets in line.
     wait_for(lambda: "closed" in seen, timeout=3, what=f"the waiting fan told `closed` (saw {seen})")
     assert last.queue_status(event.pk)["status"] == "closed"
+    admitted_too_late = api_client(stack.base_url, others[0][1]).queue_status(event.pk)
+    assert admitted_too_late["status"] == "closed" and admitted_too_late["access_token"] is None
     newcomer = api_client(stack.base_url, fans_with_api_keys(1)[0][1])
     refused = newcomer.join(event.pk)
     assert refused.status_code == 409 and refused.json()["error"] == "sold_out"

@@ -30,8 +30,25 @@ def room_update(*, event_id: int, serving: int, rate: float = 0.0, closed: bool 
     # route the message to its connections (waitlist.live).
     _send(
         room_group(event_id),
-        {"type": "room.update", "event": event_id, "serving": serving, "rate": rate, "opened": True, "closed": closed},
+        {
+            "type": "room.update",
+            "event": event_id,
+            "serving": serving,
+            "rate": rate,
+            "opened": True,
+            "paused": False,
+            "closed": closed,
+        },
     )
+
+
+def room_changed(*, event_id: int) -> None:
+    """Staff changed the room (paused it, say): send its state as read from Postgres."""
+    from waitlist.selectors import room_news
+
+    news = room_news(event_id=event_id)
+    if news is not None:
+        _send(room_group(event_id), {"type": "room.update", **news})
 
 
 def fan_changed(*, event_id: int, fan_id: int) -> None:

@@ -27,6 +27,7 @@ from waitlist.selectors import place_status, waiting_position
 from waitlist.stream_reads import find_place
 
 WAITING = QueueEntry.State.WAITING
+ADMITTED = QueueEntry.State.ADMITTED
 
 
 class QueueStreamConsumer(AsyncConsumer):
@@ -96,6 +97,9 @@ class QueueStreamConsumer(AsyncConsumer):
     # ------------------------------------------------------------ news from the hub
 
     def on_room_news(self, news: dict) -> None:
+        if self.state == ADMITTED and news.get("closed") != (self.status["status"] == "closed"):
+            self._reload_soon()  # a token that can buy nothing now (or again)
+            return
         if self.state != WAITING:
             return
         if news.get("closed"):
@@ -109,11 +113,15 @@ class QueueStreamConsumer(AsyncConsumer):
         if self.number <= news["serving"]:
             self._reload_soon()  # our turn: the token is in Postgres
             return
-        fields = waiting_position(number=self.number, serving=news["serving"], rate=news.get("rate") or 0.0)
+        fields = waiting_position(
+            number=self.number, serving=news["serving"], rate=news.get("rate") or 0.0, paused=news.get("paused", False)
+        )
         shown = self.status
-        # Reopened after a sell-out, or moved up; never shown moving back.
+        # Reopened after a sell-out, moved up, paused or resumed; never shown moving back.
         if shown["status"] != "waiting" or shown["position"] is None or fields["position"] < shown["position"]:
             self._show({**shown, "status": "waiting", **fields})
+        elif fields["paused"] != shown.get("paused"):
+            self._show({**shown, "paused": fields["paused"], "eta_seconds": fields["eta_seconds"]})
 
     def on_fan_news(self) -> None:
         self._reload_soon()

@@ -32,6 +32,7 @@ class Place:
     state: str
     serving: int
     rate: float
+    paused: bool
     sale_closed: bool
     starts_at: datetime
     on_sale_at: datetime
@@ -50,7 +51,7 @@ class Place:
 
 
 PLACE_SQL = """
-SELECT q.number, q.state, r.serving_number, r.admission_rate,
+SELECT q.number, q.state, r.serving_number, r.admission_rate, r.paused,
        e.sale_closed, e.starts_at, e.on_sale_at, inv.available, inv.held,
        t.id, t.expires_at, t.used_at IS NOT NULL
 FROM waitlist_queueentry q
@@ -102,6 +103,8 @@ def place_status(place: Place, *, now: datetime | None = None) -> dict:
         "access_token": None,
         "token_expires_at": None,
         "stream_url": reverse("queue-stream", kwargs={"event_id": place.event_id}),
+        # Staff paused admission: places hold, nobody moves, no ETA.
+        "paused": place.paused,
     }
     if place.state in (QueueEntry.State.ADMITTED, QueueEntry.State.BOOKED):
         if place.token_id is None:
@@ -110,6 +113,8 @@ def place_status(place: Place, *, now: datetime | None = None) -> dict:
             status["status"] = "booked"
         elif place.token_expires_at <= now:
             status["status"] = "expired"
+        elif place.line_closed(now):  # sold out or sale closed: the token can buy nothing
+            status["status"] = "closed"
         else:
             status["status"] = "admitted"
             status["access_token"] = sign_token(token_id=place.token_id, event_id=place.event_id, fan_id=place.fan_id)
@@ -119,14 +124,17 @@ def place_status(place: Place, *, now: datetime | None = None) -> dict:
         status["status"] = "closed"
         return status
     if place.number is not None:
-        status.update(waiting_position(number=place.number, serving=place.serving, rate=place.rate))
+        status.update(
+            waiting_position(number=place.number, serving=place.serving, rate=place.rate, paused=place.paused)
+        )
     return status
 
 
-def waiting_position(*, number: int, serving: int, rate: float) -> dict:
+def waiting_position(*, number: int, serving: int, rate: float, paused: bool = False) -> dict:
     """The position fields of a waiting fan whose queue number is `number`."""
     position = max(number - serving, 1)
-    return {"position": position, "ahead": position - 1, "eta_seconds": eta_seconds(position=position, rate=rate)}
+    eta = None if paused else eta_seconds(position=position, rate=rate)
+    return {"position": position, "ahead": position - 1, "eta_seconds": eta, "paused": paused}
 
 
 def eta_seconds(*, position: int, rate: float) -> int | None:
@@ -137,7 +145,7 @@ def eta_seconds(*, position: int, rate: float) -> int | None:
 
 
 ROOM_NEWS_SQL = """
-SELECT r.serving_number, r.admission_rate, r.opened_at IS NOT NULL,
+SELECT r.serving_number, r.admission_rate, r.opened_at IS NOT NULL, r.paused,
        e.sale_closed OR e.starts_at <= now()
        OR (e.on_sale_at <= now() AND NOT EXISTS (
            SELECT 1 FROM ticketing_inventorybucket b WHERE b.event_id = e.id AND (b.available > 0 OR b.held > 0)))
@@ -155,5 +163,5 @@ def room_news(*, event_id: int) -> dict | None:
 
 
 def room_news_from_row(event_id: int, row: tuple) -> dict:
-    serving, rate, opened, closed = row
-    return {"event": event_id, "serving": serving, "rate": rate, "opened": opened, "closed": closed}
+    serving, rate, opened, paused, closed = row
+    return {"event": event_id, "serving": serving, "rate": rate, "opened": opened, "paused": paused, "closed": closed}

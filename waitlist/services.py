@@ -275,7 +275,8 @@ def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
 def set_paused(*, event_ids: list[int], paused: bool) -> int:
     """Pause or resume admission (fans keep their places); returns how many rooms changed."""
     changed = WaitingRoom.objects.filter(event_id__in=event_ids).exclude(paused=paused).update(paused=paused)
-    if not paused:
-        for event_id in event_ids:
+    for event_id in event_ids:
+        broadcast.room_changed(event_id=event_id)  # waiting screens show it at once
+        if not paused:
             broadcast.wake_admitter(event_id=event_id)
     return changed

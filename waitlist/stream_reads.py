@@ -4,21 +4,18 @@ When a sale opens, thousands of fans open their stream within seconds, and
 every one needs who they are and where they stand. Through Django's ORM each
 read would be a hop to a worker thread, and those threads contend with the
 event loop for the GIL: measured, the hops cost more than the queries. Here
-each ASGI process keeps a small asyncio pool of its own and runs the same
+each ASGI process keeps a few connections of its own and runs the same
 single-query reads as waitlist.selectors, with no thread at all.
 """
 
 import asyncio
 import weakref
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.db import connection
-from psycopg_pool import AsyncConnectionPool
 
 from waitlist import selectors
-
-_pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool]" = weakref.WeakKeyDictionary()
-_opening: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 POOL_SIZE = 4
 
@@ -33,25 +30,49 @@ def _conninfo() -> dict:
     return {key: value for key, value in params.items() if value not in ("", None)}
 
 
-async def _pool() -> AsyncConnectionPool:
-    loop = asyncio.get_running_loop()
-    pool = _pools.get(loop)
-    if pool is not None:
-        return pool
-    lock = _opening.setdefault(loop, asyncio.Lock())
-    async with lock:
-        if loop not in _pools:
-            pool = AsyncConnectionPool(kwargs=_conninfo(), min_size=1, max_size=POOL_SIZE, open=False)
-            await pool.open()
-            _pools[loop] = pool
-    return _pools[loop]
+class _LoopConnections:
+    """At most POOL_SIZE autocommit connections for one event loop.
+
+    Deliberately no background tasks (psycopg_pool's workers): a loop that
+    closes, as each async_to_sync call's does, leaves nothing to cancel.
+    """
+
+    def __init__(self):
+        self._idle: list[psycopg.AsyncConnection] = []
+        self._slots = asyncio.Semaphore(POOL_SIZE)
+
+    async def fetch_one(self, sql: str, params: list) -> tuple | None:
+        async with self._slots:
+            for attempt in range(2):
+                conn = self._idle.pop() if self._idle else None
+                fresh = conn is None
+                if fresh:
+                    conn = await psycopg.AsyncConnection.connect(**_conninfo(), autocommit=True)
+                try:
+                    cursor = await conn.execute(sql, params)
+                    row = await cursor.fetchone()
+                except psycopg.OperationalError:
+                    await conn.close()
+                    if fresh or attempt:  # an idle connection the server dropped: retry once on a new one
+                        raise
+                    continue
+                except BaseException:
+                    await conn.close()
+                    raise
+                self._idle.append(conn)
+                return row
+        raise AssertionError("unreachable")
+
+
+_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections]" = weakref.WeakKeyDictionary()
 
 
 async def _fetch_one(sql: str, params: list) -> tuple | None:
-    pool = await _pool()
-    async with pool.connection() as conn, conn.cursor() as cursor:
-        await cursor.execute(sql, params)
-        return await cursor.fetchone()
+    loop = asyncio.get_running_loop()
+    connections = _by_loop.get(loop)
+    if connections is None:
+        connections = _by_loop[loop] = _LoopConnections()
+    return await connections.fetch_one(sql, params)
 
 
 async def find_place(*, event_id: int, fan_id: int) -> selectors.Place | None:
