@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "waitlist",
     "bookings",
     "payments",
+    "simulator",
 ]
 
 MIDDLEWARE = [

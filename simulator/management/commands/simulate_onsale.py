@@ -1,0 +1,86 @@
+import os
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from simulator.run import Options, SimulationError, simulate_onsale
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Run an on-sale with a simulated crowd against the running product (make run) and report how it went: "
+        "figures on stdout, JSON and a PNG chart in --report."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--fans", type=int, required=True)
+        parser.add_argument("--tickets", type=int, help="capacity of the new event (not with --event)")
+        parser.add_argument("--event", type=int, help="sell this existing event instead of creating one")
+        parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
+        parser.add_argument("--stripe-url", default="", help="the local Stripe server (default: STRIPE_API_BASE)")
+        parser.add_argument("--concurrency", type=int, help="fans with a connection open at once (default: all)")
+        parser.add_argument("--abandon", type=_fraction, default=0.1, help="share of fans who never pay")
+        parser.add_argument("--decline", type=_fraction, default=0.1, help="share paying with a declined card")
+        parser.add_argument("--late-pay", type=_fraction, default=0.05, help="share paying after the hold expired")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--report", default="reports/onsale", help="directory for the report and chart")
+        parser.add_argument("--max-per-order", type=int, default=4)
+        parser.add_argument("--on-sale-in", type=float, default=5.0, help="seconds until a new event opens")
+        parser.add_argument("--early", type=_fraction, default=0.3, help="share of fans joining before on-sale")
+        parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the others arrive")
+        parser.add_argument("--processes", type=int, help="crowd processes (default: one per 5,000 fans, up to cores)")
+        parser.add_argument("--max-wait", type=float, default=900.0, help="seconds a fan waits in line at most")
+
+    def handle(self, *args, **o):
+        if o["fans"] < 1:
+            raise CommandError("--fans must be at least 1")
+        if settings.STRIPE_LOCAL is False and not o["stripe_url"]:
+            raise CommandError("fans pay with test cards: run against a local Stripe server (no STRIPE_SECRET_KEY)")
+        options = Options(
+            fans=o["fans"],
+            tickets=o["tickets"],
+            event_id=o["event"],
+            base_url=o["base_url"].rstrip("/"),
+            stripe_url=(o["stripe_url"] or settings.STRIPE_API_BASE).rstrip("/"),
+            report_dir=Path(o["report"]),
+            seed=o["seed"],
+            abandon=o["abandon"],
+            decline=o["decline"],
+            late_pay=o["late_pay"],
+            concurrency=o["concurrency"],
+            max_per_order=o["max_per_order"],
+            on_sale_in=o["on_sale_in"],
+            early=o["early"],
+            ramp_seconds=o["ramp"],
+            processes=o["processes"],
+            max_wait=o["max_wait"],
+            price=Decimal("49.50"),
+        )
+        live = self.stdout.isatty()
+        last_logged = [0.0]
+
+        def show(line: str) -> None:
+            # One line rewritten in place on a terminal; a line every 2 s in a log.
+            if live:
+                self.stdout.write("\r" + line, ending="")
+                self.stdout.flush()
+            elif time.monotonic() - last_logged[0] >= 2:
+                last_logged[0] = time.monotonic()
+                self.stdout.write(line)
+
+        try:
+            report = simulate_onsale(options=options, say=self.stdout.write, show=show)
+        except (SimulationError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        if report["invariants"]["result"] != "PASS":
+            raise CommandError("invariant check FAILED (see the report above)")
