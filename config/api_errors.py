@@ -4,6 +4,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import OperationalError
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -63,6 +64,16 @@ def exception_handler(exc, context):
         return error_response(status=413, code="too_large", detail="The request body is too large.")
     elif isinstance(exc, SuspiciousOperation):
         return error_response(status=400, code="invalid", detail="The request could not be read.")
+    if isinstance(exc, OperationalError):
+        # The database is down or every pooled connection stayed busy: a
+        # retry can succeed, so say so (never a 500 the client gives up on).
+        log.warning("database unavailable in %s: %s", context.get("view"), exc)
+        return error_response(
+            status=503,
+            code="busy",
+            detail="We could not reach our database in time; please try again in a moment.",
+            headers={"Retry-After": "2"},
+        )
     if not isinstance(exc, exceptions.APIException):
         # A bug: log it, but keep the API's error format (and no debug page).
         log.exception("unhandled error in %s", context.get("view"))

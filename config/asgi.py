@@ -9,9 +9,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
 from config.asgi_auth import TokenAuthMiddleware  # noqa: E402
+from config.load_shedding import LoadShedding  # noqa: E402
 from waitlist.consumers import QueueStreamConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -22,7 +24,15 @@ application = ProtocolTypeRouter(
                     "api/v1/events/<int:event_id>/queue/stream/",
                     TokenAuthMiddleware(QueueStreamConsumer.as_asgi()),
                 ),
-                re_path(r"", django_app),
+                re_path(
+                    r"",
+                    LoadShedding(
+                        django_app,
+                        concurrency=settings.WEB_CONCURRENCY,
+                        queue=settings.WEB_QUEUE,
+                        wait_seconds=settings.WEB_QUEUE_SECONDS,
+                    ),
+                ),
             ]
         ),
     }

@@ -48,6 +48,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Admission control per ASGI process (config.load_shedding): requests run at
+# once, requests that may wait for a slot (a coroutine each, not a thread),
+# and for how long, before a 503.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=32)
+WEB_QUEUE = env.int("WEB_QUEUE", default=10000)
+WEB_QUEUE_SECONDS = env.float("WEB_QUEUE_SECONDS", default=30.0)
+
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 

@@ -15,7 +15,7 @@ import aiohttp
 # Transport failures count as errors of their own kind, then the call is
 # retried: a browser's fetch would be retried by the fan pressing again.
 TRANSPORT_RETRIES = 2
-RATE_LIMIT_RETRIES = 5
+RATE_LIMIT_RETRIES = 60  # a browser keeps coming back while the line is busy
 # A fan who gets an error page tries again; calls that are safe to repeat
 # (GETs, joining the line, Stripe's) are retried this many times on a 5xx.
 SERVER_ERROR_RETRIES = 2
@@ -130,7 +130,8 @@ class Client:
                 continue
             code = error_code(self.target, body)
             self.record(route=route, status=status, code=code, started=started)
-            if status == 429 and rate_limited < RATE_LIMIT_RETRIES:
+            # Told to come back (rate limited, or the server shedding load): as a browser would.
+            if (status == 429 or (status == 503 and code == "busy")) and rate_limited < RATE_LIMIT_RETRIES:
                 rate_limited += 1
                 await asyncio.sleep(float(retry_after or 1))
                 continue

@@ -142,6 +142,13 @@ class Stack:
         redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
         self.log_dir = log_dir
         self.processes: dict[str, Process] = {}
+        try:
+            self._start(stripe=stripe, beat=beat)
+        except BaseException:
+            self.stop()  # a stack that failed to start leaves nothing running
+            raise
+
+    def _start(self, *, stripe: LocalStripe, beat: bool) -> None:
         self.processes["web"] = self._web(self.port, "web")
         self.start_worker()
         if beat:

@@ -1,0 +1,84 @@
+"""Overload is answered with a 503 and Retry-After, never a 500 or an unbounded pile of threads."""
+
+import asyncio
+import json
+
+import pytest
+from django.db import OperationalError
+from rest_framework.test import APIClient
+
+from config.load_shedding import LoadShedding
+
+
+def run_requests(shedding: LoadShedding, count: int, *, gap: float = 0.01) -> list[tuple[int, dict, dict]]:
+    async def one() -> tuple[int, dict, dict]:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await shedding({"type": "http", "path": "/api/v1/events/", "method": "GET"}, receive, send)
+        start = sent[0]
+        return start["status"], dict(start["headers"]), json.loads(sent[1]["body"] or b"{}")
+
+    async def main():
+        tasks = []
+        for _ in range(count):
+            tasks.append(asyncio.ensure_future(one()))
+            await asyncio.sleep(gap)
+        return await asyncio.gather(*tasks)
+
+    return asyncio.run(main())
+
+
+def slow_app(seconds: float):
+    async def app(scope, receive, send):
+        await asyncio.sleep(seconds)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+def test_requests_beyond_the_queue_are_turned_away_at_once_with_retry_after():
+    shedding = LoadShedding(slow_app(0.3), concurrency=1, queue=1, wait_seconds=5)
+    results = run_requests(shedding, 3)
+    assert [status for status, _, _ in results] == [200, 200, 503]
+    status, headers, body = results[2]
+    assert body["error"] == "busy" and body["detail"]
+    assert 1 <= int(headers[b"retry-after"]) <= 3
+
+
+def test_a_request_that_waits_too_long_for_a_slot_is_a_503():
+    shedding = LoadShedding(slow_app(0.5), concurrency=1, queue=10, wait_seconds=0.1)
+    assert [status for status, _, _ in run_requests(shedding, 2)] == [200, 503]
+
+
+def test_requests_within_the_limits_all_run_in_arrival_order():
+    order = []
+
+    async def app(scope, receive, send):
+        order.append(len(order))
+        await asyncio.sleep(0.02)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    shedding = LoadShedding(app, concurrency=2, queue=50, wait_seconds=5)
+    assert [status for status, _, _ in run_requests(shedding, 20, gap=0)] == [200] * 20
+    assert order == list(range(20))
+
+
+@pytest.mark.django_db
+def test_a_database_that_cannot_be_reached_in_time_is_a_503_not_a_500(monkeypatch):
+    from ticketing import api
+
+    def no_connection(*args, **kwargs):
+        raise OperationalError("couldn't get a connection after 10.00 sec")
+
+    monkeypatch.setattr(api, "events_with_inventory", no_connection)
+    response = APIClient().get("/api/v1/events/1/")
+    assert response.status_code == 503
+    assert response.json()["error"] == "busy" and response["Retry-After"] == "2"
