@@ -162,10 +162,10 @@ class Stack:
                     "--loglevel",
                     "info",
                     "--schedule",
-                    str(log_dir / f"beat-{self.port}.db"),
+                    str(self.log_dir / f"beat-{self.port}.db"),
                 ],
                 {**self.env, "DB_POOL": "false"},
-                log_dir,
+                self.log_dir,
             )
         wait_for(
             lambda: httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200,

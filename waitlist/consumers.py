@@ -13,6 +13,7 @@ once it catches up (heartbeats are skipped while a frame is pending).
 
 import asyncio
 import json
+import logging
 import random
 import time
 
@@ -25,6 +26,8 @@ from waitlist.live import hub
 from waitlist.models import QueueEntry
 from waitlist.selectors import place_status, waiting_position
 from waitlist.stream_reads import find_place
+
+log = logging.getLogger(__name__)
 
 WAITING = QueueEntry.State.WAITING
 ADMITTED = QueueEntry.State.ADMITTED
@@ -55,7 +58,12 @@ class QueueStreamConsumer(AsyncConsumer):
             return
         self.event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         self.fan_id = user.pk
-        place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
+        try:
+            place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
+        except Exception:  # noqa: BLE001 - the database is down or overloaded; the client retries
+            log.warning("stream for fan %s could not read its place", self.fan_id, exc_info=True)
+            await self._refuse(503, "busy", "Your place is safe; the live view could not load. Retrying.", retry=True)
+            return
         if place is None:
             await self._refuse(404, "not_in_queue", "You are not in line for this event.")
             return
@@ -143,7 +151,12 @@ class QueueStreamConsumer(AsyncConsumer):
         try:
             while self.live:
                 self.reload_again = False
-                place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
+                try:
+                    place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
+                except Exception:  # noqa: BLE001 - try again shortly; the screen keeps its last status
+                    log.warning("stream for fan %s could not reload", self.fan_id, exc_info=True)
+                    asyncio.get_running_loop().call_later(1 + random.random() * 2, self._reload_soon)
+                    break
                 if place is None:  # left the line (from another tab or device)
                     self.number, self.state = None, QueueEntry.State.LEFT
                     status = {**self.status, "status": "closed", "position": None, "ahead": None}
@@ -207,10 +220,11 @@ class QueueStreamConsumer(AsyncConsumer):
     async def _send_text(self, text: str) -> None:
         await self.send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
-    async def _refuse(self, status: int, code: str, detail: str):
+    async def _refuse(self, status: int, code: str, detail: str, *, retry: bool = False):
         body = json.dumps({"error": code, "detail": detail}).encode()
-        await self.send(
-            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
-        )
+        headers = [(b"content-type", b"application/json")]
+        if retry:
+            headers.append((b"retry-after", str(random.randint(1, 3)).encode()))
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
         raise StopConsumer()
