@@ -335,3 +335,27 @@ def test_fans_of_a_killed_process_reconnect_to_another_without_losing_their_plac
     admitted = QueueEntry.objects.filter(event=event, state=QueueEntry.State.ADMITTED)
     wait_for(lambda: admitted.count() == 3, timeout=10, what="three fans admitted")
     assert set(admitted.values_list("number", flat=True)) == {1, 2, 3}
+
+
+def test_the_eta_comes_from_the_measured_admission_rate_and_is_never_negative():
+    from waitlist.selectors import eta_seconds, queue_status
+
+    event = a_paused_line(tickets=100)
+    fans = fans_with_api_keys(30)
+    User = get_user_model()
+    for fan_id, _ in fans:
+        services.join_queue(event=event, fan=User(pk=fan_id))
+    room = WaitingRoom.objects.filter(event=event)
+    room.update(paused=False, admissions_per_minute=120)  # 2 a second
+    services.admit_fans(event_id=event.pk)
+    last = QueueEntry.objects.get(event=event, fan_id=fans[-1][0])
+    assert queue_status(entry=last)["eta_seconds"] is None, "no rate measured yet: no promise"
+
+    time.sleep(1.0)
+    services.admit_fans(event_id=event.pk)
+    rate = room.get().admission_rate
+    assert 1 <= rate <= 4, rate
+    status = queue_status(entry=last)
+    assert status["status"] == "waiting"
+    assert status["eta_seconds"] == eta_seconds(position=status["position"], rate=rate) > 0
+    assert eta_seconds(position=1, rate=rate) == 0 and eta_seconds(position=1, rate=0.001) == 0
