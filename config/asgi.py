@@ -13,7 +13,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
 from config.asgi_auth import TokenAuthMiddleware  # noqa: E402
-from config.load_shedding import LoadShedding  # noqa: E402
+from config.load_shedding import Lanes  # noqa: E402
 from waitlist.consumers import QueueStreamConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -26,7 +26,7 @@ application = ProtocolTypeRouter(
                 ),
                 re_path(
                     r"",
-                    LoadShedding(
+                    Lanes(
                         django_app,
                         concurrency=settings.WEB_CONCURRENCY,
                         queue=settings.WEB_QUEUE,

@@ -15,8 +15,27 @@ import asyncio
 import json
 import logging
 import random
+import re
 
 log = logging.getLogger(__name__)
+
+
+# Fans who already hold tickets (booking, paying) and Stripe's webhooks must
+# not queue behind the crowd still joining the line: they get a lane of
+# their own, with its own slots.
+CHECKOUT = re.compile(r"^/(api/v1/bookings/|bookings/|payments/|events/\d+/book/$)")
+
+
+class Lanes:
+    """Route each request to the checkout lane or the general one."""
+
+    def __init__(self, app, **limits):
+        self.checkout = LoadShedding(app, **limits)
+        self.general = LoadShedding(app, **limits)
+
+    async def __call__(self, scope, receive, send):
+        lane = self.checkout if CHECKOUT.match(scope.get("path", "")) else self.general
+        return await lane(scope, receive, send)
 
 
 class LoadShedding:

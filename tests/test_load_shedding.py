@@ -82,3 +82,35 @@ def test_a_database_that_cannot_be_reached_in_time_is_a_503_not_a_500(monkeypatc
     response = APIClient().get("/api/v1/events/1/")
     assert response.status_code == 503
     assert response.json()["error"] == "busy" and response["Retry-After"] == "2"
+
+
+def test_fans_at_checkout_do_not_queue_behind_the_crowd_joining_the_line():
+    from config.load_shedding import Lanes
+
+    served = []
+
+    async def app(scope, receive, send):
+        await asyncio.sleep(0.2)
+        served.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    lanes = Lanes(app, concurrency=1, queue=100, wait_seconds=30)
+
+    async def main():
+        async def get(path):
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message):
+                pass
+
+            await lanes({"type": "http", "path": path, "method": "POST"}, receive, send)
+
+        crowd = [asyncio.ensure_future(get("/api/v1/events/1/queue/")) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        await asyncio.wait_for(get("/api/v1/bookings/"), 1.0)  # not behind the 5 joins (1 s of work)
+        await asyncio.gather(*crowd)
+
+    asyncio.run(main())
+    assert served.index("/api/v1/bookings/") <= 1
