@@ -172,6 +172,8 @@ def main() -> None:
         "CELERY_LOG_LEVEL": "warning",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        # Measured as deployed: DEBUG records every SQL query a request runs.
+        "DEBUG": os.environ.get("DEBUG", "false"),
     }
     env.pop("STRIPE_SECRET_KEY", None)
     report_dir = Path(args.report or tempfile.mkdtemp(prefix="onsale-bench-"))

@@ -35,6 +35,8 @@ BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ["REDIS_URL"] = BENCH_REDIS
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Measured as deployed: DEBUG records every SQL query in memory.
+os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 

@@ -25,8 +25,9 @@ def _conninfo() -> dict:
     params = {"dbname": db["NAME"], "user": db["USER"], "host": db["HOST"], "port": db["PORT"]}
     if db["PASSWORD"]:
         params["password"] = db["PASSWORD"]
-    # Times come back in UTC, as from Django's own connections.
-    params["options"] = "-c TimeZone=UTC"
+    # Times come back in UTC, as from Django's own connections, and no JIT
+    # (see config.settings).
+    params["options"] = "-c TimeZone=UTC -c jit=off"
     return {key: value for key, value in params.items() if value not in ("", None)}
 
 
