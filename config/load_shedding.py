@@ -20,21 +20,31 @@ import re
 log = logging.getLogger(__name__)
 
 
-# Fans who already hold tickets (booking, paying) and Stripe's webhooks must
-# not queue behind the crowd still joining the line: they get a lane of
-# their own, with its own slots.
-CHECKOUT = re.compile(r"^/(api/v1/bookings/|bookings/|payments/|events/\d+/book/$)")
+# Fans who already hold tickets (booking, paying) must not queue behind the
+# crowd still joining the line, and Stripe's webhooks (which anyone can
+# send, signed or not) must not crowd out either: each gets a lane of its
+# own, with its own slots.
+CHECKOUT = re.compile(r"^/(api/v1/bookings/|bookings/|events/\d+/book/$)")
+WEBHOOKS = re.compile(r"^/payments/stripe/webhook/")
+
+# A request's body is read in full before it takes a slot, so a client that
+# trickles (or never finishes) its body cannot hold one: past this long, 408.
+BODY_SECONDS = 10.0
+# Bodies larger than this are not buffered here: Django refuses them (413).
+BODY_BUFFER_LIMIT = 4 * 1024 * 1024
 
 
 class Lanes:
-    """Route each request to the checkout lane or the general one."""
+    """Route each request to the webhook, checkout or general lane."""
 
     def __init__(self, app, **limits):
+        self.webhooks = LoadShedding(app, **limits)
         self.checkout = LoadShedding(app, **limits)
         self.general = LoadShedding(app, **limits)
 
     async def __call__(self, scope, receive, send):
-        lane = self.checkout if CHECKOUT.match(scope.get("path", "")) else self.general
+        path = scope.get("path", "")
+        lane = self.webhooks if WEBHOOKS.match(path) else self.checkout if CHECKOUT.match(path) else self.general
         return await lane(scope, receive, send)
 
 
@@ -52,6 +62,11 @@ class LoadShedding:
             return await self.app(scope, receive, send)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
+        try:
+            received = await asyncio.wait_for(_read_body(receive), BODY_SECONDS)
+        except TimeoutError:
+            return await _answer(send, 408, "timeout", "The request body did not arrive in time.")
+        receive = _replay(received, receive)
         if self._slots.locked() and self.waiting >= self.max_waiting:
             return await self._busy(send)
         self.waiting += 1
@@ -68,19 +83,41 @@ class LoadShedding:
 
     async def _busy(self, send) -> None:
         # Spread the retries so a crowd turned away together does not return together.
-        retry_after = str(random.randint(1, 3))
-        body = json.dumps(
-            {"error": "busy", "detail": "We are taking a lot of requests right now; please try again in a moment."}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"retry-after", retry_after.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await _answer(
+            send,
+            503,
+            "busy",
+            "We are taking a lot of requests right now; please try again in a moment.",
+            retry_after=random.randint(1, 3),
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive) -> list[dict]:
+    """The request's messages up to its last body chunk (or up to BODY_BUFFER_LIMIT, or a disconnect)."""
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return messages
+        size += len(message.get("body", b""))
+        if size > BODY_BUFFER_LIMIT:
+            return messages
+
+
+def _replay(messages: list[dict], receive):
+    pending = list(messages)
+
+    async def replayed() -> dict:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+async def _answer(send, status: int, code: str, detail: str, *, retry_after: int | None = None) -> None:
+    body = json.dumps({"error": code, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

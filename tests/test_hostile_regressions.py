@@ -251,3 +251,23 @@ def test_joining_and_leaving_are_rate_limited_per_fan(monkeypatch):
     assert codes == [201, 204, 201, 204]
     assert limited.status_code == 429 and limited.json()["error"] and int(limited["Retry-After"]) > 0
     assert api.get(url).status_code == 404, "reading is not limited; the refused join changed nothing"
+
+
+def test_the_site_pages_share_the_per_fan_limit_on_joining_and_leaving(client, monkeypatch):
+    from django.core.cache import cache
+
+    from waitlist.api import QueueThrottle
+
+    monkeypatch.setattr(QueueThrottle, "THROTTLE_RATES", {**QueueThrottle.THROTTLE_RATES, "queue": "4/min"})
+    cache.clear()
+    event = make_event(tickets=4)
+    fan = FanFactory()
+    client.force_login(fan)
+    for _ in range(2):
+        assert client.post(f"/events/{event.pk}/join/").status_code == 302
+        assert client.post(f"/events/{event.pk}/leave/").status_code == 302
+    number_before = QueueEntry.objects.get(event=event, fan=fan).number
+    refused = client.post(f"/events/{event.pk}/join/")
+    assert refused.status_code == 303 and int(refused["Retry-After"]) > 0
+    entry = QueueEntry.objects.get(event=event, fan=fan)
+    assert (entry.state, entry.number) == (QueueEntry.State.LEFT, number_before), "the refused join changed nothing"

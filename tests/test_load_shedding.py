@@ -114,3 +114,81 @@ def test_fans_at_checkout_do_not_queue_behind_the_crowd_joining_the_line():
 
     asyncio.run(main())
     assert served.index("/api/v1/bookings/") <= 1
+
+
+def test_a_body_that_never_finishes_is_a_408_and_holds_no_slot(monkeypatch):
+    from config import load_shedding
+
+    monkeypatch.setattr(load_shedding, "BODY_SECONDS", 0.3)
+    bodies = []
+
+    async def app(scope, receive, send):
+        message = await receive()
+        bodies.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    shedding = LoadShedding(app, concurrency=1, queue=10, wait_seconds=5)
+
+    async def main():
+        answers = {}
+
+        async def request(name, chunks, stall=False):
+            pending = list(chunks)
+
+            async def receive():
+                if pending:
+                    return pending.pop(0)
+                await asyncio.sleep(3600 if stall else 0)
+                return {"type": "http.disconnect"}
+
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    answers[name] = message["status"]
+
+            await shedding({"type": "http", "path": "/api/v1/bookings/", "method": "POST"}, receive, send)
+
+        stalled = asyncio.ensure_future(
+            request("stalled", [{"type": "http.request", "body": b"{", "more_body": True}], stall=True)
+        )
+        await asyncio.sleep(0.05)
+        chunks = [
+            {"type": "http.request", "body": b'{"a":', "more_body": True},
+            {"type": "http.request", "body": b" 1}", "more_body": False},
+        ]
+        await asyncio.wait_for(request("whole", chunks), 0.2)  # not behind the stalled one
+        await stalled
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers == {"whole": 200, "stalled": 408}
+    assert bodies == [b'{"a":'], "the app reads the buffered body as sent"
+
+
+def test_webhook_floods_do_not_take_the_slots_of_fans_at_checkout():
+    from config.load_shedding import Lanes
+
+    lanes = Lanes(slow_app(0.3), concurrency=1, queue=0, wait_seconds=0.1)
+
+    async def main():
+        async def post(path):
+            statuses = []
+
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            await lanes({"type": "http", "path": path, "method": "POST"}, receive, send)
+            return statuses[0]
+
+        flood = [asyncio.ensure_future(post("/payments/stripe/webhook/")) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        fan = await post("/api/v1/bookings/")
+        return fan, await asyncio.gather(*flood)
+
+    fan, flood = asyncio.run(main())
+    assert fan == 200
+    assert sorted(flood) == [200, 503, 503, 503, 503]

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from ticketing.errors import ServiceError
 from ticketing.models import Event
 from waitlist import services
+from waitlist.api import QueueThrottle
 from waitlist.selectors import get_entry, queue_status
 
 
@@ -19,11 +20,26 @@ def login_then(request, url_name: str, **kwargs):
     return redirect_to_login(reverse(url_name, kwargs=kwargs))
 
 
+def too_many_moves(request, event: Event):
+    """The API's per-fan limit on joining and leaving (waitlist.api.QueueThrottle) holds on the pages too."""
+    throttle = QueueThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    wait = int(throttle.wait() or 0) + 1
+    messages.error(request, f"You have joined and left this line too often; try again in {wait} seconds.")
+    response = redirect("event-detail", event_id=event.pk)
+    response.status_code = 303
+    response["Retry-After"] = str(wait)
+    return response
+
+
 @require_POST
 def join(request, event_id: int):
     event = get_object_or_404(Event, pk=event_id)
     if not request.user.is_authenticated:
         return login_then(request, "event-detail", event_id=event.pk)
+    if refused := too_many_moves(request, event):
+        return refused
     try:
         services.join_queue(event=event, fan=request.user)
     except ServiceError as exc:
@@ -67,6 +83,8 @@ def leave(request, event_id: int):
     event = get_object_or_404(Event, pk=event_id)
     if not request.user.is_authenticated:
         return login_then(request, "event-detail", event_id=event.pk)
+    if refused := too_many_moves(request, event):
+        return refused
     try:
         services.leave_queue(event=event, fan=request.user)
     except ServiceError as exc:
