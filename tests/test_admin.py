@@ -142,3 +142,15 @@ def test_staff_cap_the_admission_rate(staff_client, settings):
     # About one a second after the first tick's worth, however often anyone calls.
     assert 3 <= admitted.count() <= 2 + elapsed + 1
     assert set(admitted.values_list("number", flat=True)) == set(range(1, admitted.count() + 1))
+
+
+def test_the_admission_rate_cap_holds_on_average_without_losing_fractions(settings):
+    from waitlist.models import WaitingRoom
+    from waitlist.services import _rate_allowance
+
+    settings.ADMISSION_TICK_SECONDS = 2
+    now = timezone.now()
+    room = WaitingRoom(admissions_per_minute=45, last_admitted_at=now - timezone.timedelta(seconds=2))
+    allowances = [_rate_allowance(room=room, now=now) for _ in range(4000)]
+    assert set(allowances) <= {1, 2}, "never more than the credit rounded up"
+    assert abs(sum(allowances) / len(allowances) - 1.5) < 0.05, "45 a minute is 1.5 per 2 s tick"

@@ -253,14 +253,16 @@ def _rate_allowance(*, room: WaitingRoom, now) -> int:
     """How many fans the staff's rate cap lets in now.
 
     Credit builds up with the time since the last admission, but never past
-    one tick's worth, so a quiet spell cannot be spent as a burst.
+    one tick's worth, so a quiet spell cannot be spent as a burst. The
+    fraction of a fan is rounded up or down at random in proportion, so the
+    rate holds on average (always rounding down lost up to a third of it).
     """
     per_second = room.admissions_per_minute / 60
     most = max(1, math.ceil(per_second * settings.ADMISSION_TICK_SECONDS))
     if room.last_admitted_at is None:
         return most
     elapsed = max((now - room.last_admitted_at).total_seconds(), 0.0)
-    return min(most, math.floor(per_second * elapsed))
+    return min(most, math.floor(per_second * elapsed + random.random()))
 
 
 def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
