@@ -97,30 +97,35 @@ def room_counts(staff_client, room) -> tuple[int, int, int]:
 
 
 def test_staff_pause_and_resume_a_line_and_see_it_live(staff_client):
+    from tests.stack import wait_for
+    from waitlist import services as waitlist
     from waitlist.models import QueueEntry, WaitingRoom
     from waitlist.services import admit_fans
 
-    event, room = a_line_of(5, tickets=10)
-    WaitingRoom.objects.filter(pk=room.pk).update(paused=False)
+    event, room = a_line_of(5, tickets=10)  # paused: nobody admitted
     changelist = "/admin/waitlist/waitingroom/"
-
-    response = staff_client.post(changelist, {"action": "pause", "_selected_action": [room.pk]})
-    assert response.status_code == 302
-    assert WaitingRoom.objects.get(pk=room.pk).paused
     assert admit_fans(event_id=event.pk) == 0
     assert room_counts(staff_client, room) == (5, 0, 0)
-    numbers = list(QueueEntry.objects.filter(event=event).order_by("number").values_list("number", flat=True))
-    assert numbers == [1, 2, 3, 4, 5], "paused fans keep their places"
 
     response = staff_client.post(changelist, {"action": "resume", "_selected_action": [room.pk]})
     assert response.status_code == 302 and not WaitingRoom.objects.get(pk=room.pk).paused
-    admit_fans(event_id=event.pk)  # what the wake-up sent on resume runs
-    assert room_counts(staff_client, room) == (0, 5, 0)
+    admit_fans(event_id=event.pk)  # what the wake-up sent on resume runs (or a running stack's tick)
+    wait_for(lambda: room_counts(staff_client, room) == (0, 5, 0), timeout=10, what="five fans admitted")
+
+    response = staff_client.post(changelist, {"action": "pause", "_selected_action": [room.pk]})
+    assert response.status_code == 302 and WaitingRoom.objects.get(pk=room.pk).paused
+    for _ in range(2):
+        waitlist.join_queue(event=event, fan=FanFactory())
+    assert admit_fans(event_id=event.pk) == 0
+    assert room_counts(staff_client, room) == (2, 5, 0)
+    numbers = list(QueueEntry.objects.filter(event=event).order_by("number").values_list("number", flat=True))
+    assert numbers == [1, 2, 3, 4, 5, 6, 7], "paused fans keep their places"
     page = staff_client.get(changelist).content.decode()
     assert "Pause admission" in page and "Resume admission" in page
 
 
 def test_staff_cap_the_admission_rate(staff_client, settings):
+    from tests.stack import wait_for
     from waitlist.models import QueueEntry, WaitingRoom
     from waitlist.services import admit_fans
 
@@ -134,13 +139,14 @@ def test_staff_cap_the_admission_rate(staff_client, settings):
 
     started = time.monotonic()
     admit_fans(event_id=event.pk)
-    assert admitted.count() == 2, "a first batch of one tick's worth (1 a second)"
-    assert admit_fans(event_id=event.pk) == 0, "no credit left right after"
+    # (A running test stack's tick may be the admitter: it obeys the same cap.)
+    wait_for(lambda: admitted.count() == 2, timeout=5, what="a first batch of one tick's worth (1 a second)")
+    assert admit_fans(event_id=event.pk) <= 1, "(almost) no credit left right after"
     time.sleep(2.2)
     admit_fans(event_id=event.pk)
     elapsed = time.monotonic() - started
     # About one a second after the first tick's worth, however often anyone calls.
-    assert 3 <= admitted.count() <= 2 + elapsed + 1
+    assert 3 <= admitted.count() <= 2 + elapsed + 2
     assert set(admitted.values_list("number", flat=True)) == set(range(1, admitted.count() + 1))
 
 
