@@ -125,6 +125,8 @@ def test_the_webhook_answers_json_to_an_oversized_body_and_a_wrong_method(settin
 
 def test_fans_who_join_after_on_sale_but_before_the_admitter_opens_it_are_not_shuffled_in():
     event = make_event(tickets=1, on_sale_in=3600)
+    # Paused, so no admitter (a running test stack's tick included) opens the sale early.
+    WaitingRoom.objects.filter(event=event).update(paused=True)
     early = [FanFactory() for _ in range(5)]
     for fan in early:
         waitlist.join_queue(event=event, fan=fan)
@@ -135,7 +137,12 @@ def test_fans_who_join_after_on_sale_but_before_the_admitter_opens_it_are_not_sh
         waitlist.join_queue(event=event, fan=fan)
     assert not WaitingRoom.objects.get(event=event).opened_at
 
+    WaitingRoom.objects.filter(event=event).update(paused=False)
     waitlist.admit_fans(event_id=event.pk)
+    wait_for(lambda: WaitingRoom.objects.get(event=event).opened_at, timeout=10, what="the sale opened")
+    wait_for(
+        lambda: not QueueEntry.objects.filter(event=event, number__isnull=True).exists(), timeout=10, what="numbers"
+    )
     numbers = dict(QueueEntry.objects.filter(event=event).values_list("fan_id", "number"))
     assert sorted(numbers[f.pk] for f in early) == [1, 2, 3, 4, 5]
     assert [numbers[f.pk] for f in late] == [6, 7, 8], "after the pre-queue, in join order"
@@ -220,11 +227,16 @@ def test_a_token_given_up_by_leaving_stays_dead_after_a_quick_rejoin():
     fan = FanFactory()
     waitlist.join_queue(event=event, fan=fan)
     waitlist.admit_fans(event_id=event.pk)
+    wait_for(lambda: AccessToken.objects.filter(fan=fan).exists(), timeout=10, what="admitted")
     old = sign_token(token_id=AccessToken.objects.get(fan=fan).pk, event_id=event.pk, fan_id=fan.pk)
     waitlist.leave_queue(event=event, fan=fan)
     waitlist.join_queue(event=event, fan=fan)
     waitlist.admit_fans(event_id=event.pk)
-    assert QueueEntry.objects.get(event=event, fan=fan).state == QueueEntry.State.ADMITTED
+    wait_for(
+        lambda: QueueEntry.objects.get(event=event, fan=fan).state == QueueEntry.State.ADMITTED,
+        timeout=10,
+        what="readmitted",
+    )
 
     with pytest.raises(ServiceError) as refused:
         bookings.reserve_tickets(event=event, fan=fan, quantity=1, access_token=old)
