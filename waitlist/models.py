@@ -25,6 +25,8 @@ class WaitingRoom(models.Model):
     admissions_per_minute = models.PositiveIntegerField(
         default=0, help_text="Most fans admitted per minute; 0 admits as fast as the tickets allow."
     )
+    # Under that cap: the moment up to which admission credit has been spent.
+    rate_credit_at = models.DateTimeField(null=True, blank=True)
     # Smoothed fans admitted per second, for the ETA shown to waiting fans.
     admission_rate = models.FloatField(default=0.0)
     last_admitted_at = models.DateTimeField(null=True, blank=True)

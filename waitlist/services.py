@@ -193,7 +193,10 @@ def admit_fans(*, event_id: int) -> int:
         )
         room.serving_number = max(room.serving_number, admitted[-1][2])
         _update_rate(room=room, count=len(tokens_for), now=now)
-        room.save(update_fields=["serving_number", "admission_rate", "last_admitted_at", "updated_at"])
+        _spend_rate_credit(room=room, count=len(tokens_for))
+        room.save(
+            update_fields=["serving_number", "admission_rate", "last_admitted_at", "rate_credit_at", "updated_at"]
+        )
         serving, rate = room.serving_number, room.admission_rate
     # One message for the whole batch: each connection whose fan's number is
     # now served reads its token from Postgres. (A message per admitted fan
@@ -252,17 +255,22 @@ def _assign_numbers(*, room: WaitingRoom, entry_ids: list[int]) -> None:
 def _rate_allowance(*, room: WaitingRoom, now) -> int:
     """How many fans the staff's rate cap lets in now.
 
-    Credit builds up with the time since the last admission, but never past
-    one tick's worth, so a quiet spell cannot be spent as a burst. The
-    fraction of a fan is rounded up or down at random in proportion, so the
-    rate holds on average (always rounding down lost up to a third of it).
+    Credit accrues at the capped rate from `rate_credit_at` and each admitted
+    fan spends 1/rate of it (see _spend_rate_credit), so however often the
+    admitter runs, the cap holds exactly; at most a tick's worth (and one
+    fan) can build up, so a quiet spell cannot be spent as a burst.
     """
     per_second = room.admissions_per_minute / 60
-    most = max(1, math.ceil(per_second * settings.ADMISSION_TICK_SECONDS))
-    if room.last_admitted_at is None:
-        return most
-    elapsed = max((now - room.last_admitted_at).total_seconds(), 0.0)
-    return min(most, math.floor(per_second * elapsed + random.random()))
+    # One tick's worth, plus one fan so the fraction left over is carried.
+    window = settings.ADMISSION_TICK_SECONDS + 1 / per_second
+    credit_from = max(room.rate_credit_at or now - timedelta(seconds=window), now - timedelta(seconds=window))
+    room.rate_credit_at = credit_from
+    return math.floor((now - credit_from).total_seconds() * per_second)
+
+
+def _spend_rate_credit(*, room: WaitingRoom, count: int) -> None:
+    if room.admissions_per_minute and room.rate_credit_at is not None:
+        room.rate_credit_at += timedelta(seconds=count * 60 / room.admissions_per_minute)
 
 
 def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
