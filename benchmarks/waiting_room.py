@@ -138,7 +138,8 @@ def line_of_fans(*, waiting: int, capacity: int) -> tuple[int, list[int]]:
         starts_at=now + timedelta(days=1),
         on_sale_at=now - timedelta(minutes=1),
     )
-    WaitingRoom.objects.filter(event=event).update(opened_at=now, serving_number=0)
+    # No checkout limit: this measures how fast the admitter can go.
+    WaitingRoom.objects.filter(event=event).update(opened_at=now, serving_number=0, checkout_limit=0)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, "

@@ -37,6 +37,7 @@ def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -
     expired) gets its new intent cancelled, and the fan a 409.
     """
     booking = reserve_tickets(event=event, fan=fan, quantity=quantity, access_token=access_token)
+    broadcast.checkout_place_freed(event_id=event.pk)
     try:
         intent_id, client_secret = gateway.create_payment_intent(
             booking_id=booking.pk, amount=booking.amount, currency=booking.currency, event_name=event.name

@@ -23,7 +23,8 @@ from simulator.stripe_js import pay_with_card
 FINAL = {"succeeded", "failed", "expired", "cancelled", "refunded"}
 # How long a fan waits for the webhook to move its booking after paying.
 CONFIRM_TIMEOUT = 60.0
-POLL_SECONDS = 0.5
+# The booking page polls every 2 s while the webhook has not moved the booking.
+POLL_SECONDS = 2.0
 # The stream sends a comment at least every 20 s (API.md): silence past this
 # means the connection is dead, so reconnect.
 STREAM_SILENCE = 45.0

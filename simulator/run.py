@@ -28,6 +28,7 @@ from simulator.plan import build_plans
 from simulator.report import build_report, render_text, write_report
 from simulator.setup import create_fans, prepare_event
 from simulator.stripe_js import stripe_headers
+from waitlist.models import WaitingRoom
 
 SAMPLE_SECONDS = 0.5
 FANS_PER_PROCESS = 5000
@@ -59,6 +60,7 @@ class Options:
     ramp_seconds: float = 5.0
     processes: int | None = None
     max_wait: float = 900.0
+    checkout_limit: int | None = None
     price: Decimal = Decimal("49.50")
     extra_meta: dict = field(default_factory=dict)
 
@@ -98,6 +100,7 @@ def simulate_onsale(*, options: Options, say: Callable[[str], None], show: Calla
         max_per_order=options.max_per_order,
         on_sale_in=options.on_sale_in,
         price=options.price,
+        checkout_limit=options.checkout_limit,
     )
     check_reachable(options=options, event_id=event.pk)
     say(f"event {event.pk}: {event.capacity} tickets, on sale at {event.on_sale_at:%H:%M:%S} UTC")
@@ -143,6 +146,7 @@ def simulate_onsale(*, options: Options, say: Callable[[str], None], show: Calla
         "event_id": event.pk,
         "capacity": event.capacity,
         "max_per_order": event.max_per_order,
+        "checkout_limit": WaitingRoom.objects.filter(event=event).values_list("checkout_limit", flat=True).first(),
         "fans": options.fans,
         "base_url": options.base_url,
         "stripe_url": options.stripe_url,

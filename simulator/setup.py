@@ -22,12 +22,19 @@ from rest_framework.authtoken.models import Token
 
 from ticketing.models import Event
 from ticketing.services import create_event
+from waitlist.models import WaitingRoom
 
 FAN_BATCH = 2000
 
 
 def prepare_event(
-    *, event_id: int | None, tickets: int, max_per_order: int, on_sale_in: float, price: Decimal
+    *,
+    event_id: int | None,
+    tickets: int,
+    max_per_order: int,
+    on_sale_in: float,
+    price: Decimal,
+    checkout_limit: int | None = None,
 ) -> Event:
     """The event to sell: the one named by id, or a new one opening in `on_sale_in` seconds."""
     if event_id is not None:
@@ -36,7 +43,7 @@ def prepare_event(
             raise ValidationError(f"There is no event {event_id}.")
         return event
     now = timezone.now()
-    return create_event(
+    event = create_event(
         name=f"Simulated on-sale {now:%Y-%m-%d %H:%M:%S}",
         capacity=tickets,
         price=price,
@@ -44,6 +51,9 @@ def prepare_event(
         on_sale_at=now + timedelta(seconds=on_sale_in),
         starts_at=now + timedelta(days=30),
     )
+    if checkout_limit is not None:
+        WaitingRoom.objects.filter(event=event).update(checkout_limit=checkout_limit)
+    return event
 
 
 def create_fans(*, count: int) -> list[str]:

@@ -131,7 +131,9 @@ def test_staff_cap_the_admission_rate(staff_client, settings):
 
     settings.ADMISSION_TICK_SECONDS = 2
     event, room = a_line_of(30, tickets=100)
-    response = staff_client.post(f"/admin/waitlist/waitingroom/{room.pk}/change/", {"admissions_per_minute": "60"})
+    response = staff_client.post(
+        f"/admin/waitlist/waitingroom/{room.pk}/change/", {"admissions_per_minute": "60", "checkout_limit": "1000"}
+    )
     assert response.status_code == 302, response.content[:2000]
     assert WaitingRoom.objects.get(pk=room.pk).admissions_per_minute == 60
     WaitingRoom.objects.filter(pk=room.pk).update(paused=False)

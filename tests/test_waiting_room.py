@@ -185,6 +185,34 @@ def test_admitted_fans_who_never_book_make_way_for_the_next_fans(stack):
     assert refused.status_code == 403 and refused.json()["error"] == "token_expired"
 
 
+def test_the_checkout_limit_admits_only_as_many_fans_as_may_be_booking_at_once(stack, local_stripe):
+    event = a_paused_line(tickets=20)
+    fans = fans_with_api_keys(6)
+    assert join_all(stack.base_url, event.pk, fans, threads=1) == [201] * 6
+    WaitingRoom.objects.filter(event=event).update(paused=False, checkout_limit=2)
+
+    clients = [api_client(stack.base_url, key) for _, key in fans]
+    first = clients[0].stream_until(event.pk, is_admitted, timeout=15)[1]
+    wait_for(lambda: clients[1].queue_status(event.pk)["status"] == "admitted", timeout=10, what="the second fan in")
+    time.sleep(2.5)  # two admission ticks: tickets are left, but two fans are already choosing
+    assert [c.queue_status(event.pk)["status"] for c in clients[2:]] == ["waiting"] * 4
+    assert AccessToken.objects.filter(event=event).count() == 2
+
+    # The first fan books: their place at checkout goes to the next in line.
+    assert clients[0].book(event.pk, 1, first["access_token"]).status_code == 201
+    _, third = clients[2].stream_until(event.pk, is_admitted, timeout=10)
+    assert third["access_token"]
+    time.sleep(2.5)
+    assert [c.queue_status(event.pk)["status"] for c in clients[3:]] == ["waiting"] * 3
+
+    # No limit: everyone the tickets allow is admitted.
+    WaitingRoom.objects.filter(event=event).update(checkout_limit=0)
+    for client in clients[3:]:
+        assert client.stream_until(event.pk, is_admitted, timeout=10)[1]["access_token"]
+    entries = QueueEntry.objects.filter(event=event).order_by("number")
+    assert [e.fan_id for e in entries if e.state != QueueEntry.State.WAITING] == [fan_id for fan_id, _ in fans]
+
+
 def test_a_sell_out_closes_the_line_at_once_and_returned_tickets_reopen_it_in_order(stack, local_stripe):
     from bookings.services import refund_booking
 

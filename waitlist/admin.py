@@ -13,6 +13,7 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "event",
         "paused",
         "admissions_per_minute",
+        "checkout_limit",
         "serving_number",
         "waiting",
         "admitted",
@@ -20,7 +21,7 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "admission_rate",
         "opened_at",
     )
-    list_editable = ("admissions_per_minute",)
+    list_editable = ("admissions_per_minute", "checkout_limit")
     actions = ["pause", "resume"]
     readonly_fields = (
         "event",
@@ -36,7 +37,7 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "admitted",
         "booked",
     )
-    fields = ("admissions_per_minute", *readonly_fields)
+    fields = ("admissions_per_minute", "checkout_limit", *readonly_fields)
 
     def get_queryset(self, request):
         # The counts are read fresh on every page load (one query for the list).

@@ -9,6 +9,7 @@ tick and the snapshot on reconnect read Postgres.
 """
 
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -62,6 +63,22 @@ def wake_admitter(*, event_id: int) -> None:
         admit_fans_task.delay(event_id)
     except Exception:  # broker down: the periodic tick admits instead
         log.warning("could not wake the admitter for event %s", event_id, exc_info=True)
+
+
+# When each event's admitter was last woken by a booking, in this process.
+_woken_for_checkout: dict[int, float] = {}
+# Bookings arrive by the hundred a second at an on-sale: one admitter run per
+# process in this interval lets in the next fans for all of them.
+CHECKOUT_WAKE_INTERVAL = 0.25
+
+
+def checkout_place_freed(*, event_id: int) -> None:
+    """A fan spent their token: a place under the room's checkout limit is free."""
+    now = time.monotonic()
+    if now - _woken_for_checkout.get(event_id, -CHECKOUT_WAKE_INTERVAL) < CHECKOUT_WAKE_INTERVAL:
+        return  # a run is already on its way; it counts this booking too
+    _woken_for_checkout[event_id] = now
+    wake_admitter(event_id=event_id)
 
 
 def _send(group: str, message: dict) -> None:

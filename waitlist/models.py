@@ -25,6 +25,14 @@ class WaitingRoom(models.Model):
     admissions_per_minute = models.PositiveIntegerField(
         default=0, help_text="Most fans admitted per minute; 0 admits as fast as the tickets allow."
     )
+    # Fans admitted but not yet booked (live, unused tokens) at once. Each of
+    # them is about to ask for a booking, so this bounds the crowd at
+    # checkout: admitting everyone the tickets allow would send thousands of
+    # booking requests at once, and tokens would run out while their holders
+    # queue for the booking path.
+    checkout_limit = models.PositiveIntegerField(
+        default=1000, help_text="Most admitted fans who have not booked yet, at once; 0 for no limit."
+    )
     # Under that cap: the moment up to which admission credit has been spent.
     rate_credit_at = models.DateTimeField(null=True, blank=True)
     # Smoothed fans admitted per second, for the ETA shown to waiting fans.

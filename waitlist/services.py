@@ -135,7 +135,9 @@ def admit_fans(*, event_id: int) -> int:
     One admitter at a time per event: the room row is locked with SKIP LOCKED,
     so a second admitter returns at once instead of admitting anyone twice.
     Admits at most (available tickets - unused live tokens) fans, since each
-    admitted fan takes at least one ticket. Returns how many were admitted.
+    admitted fan takes at least one ticket, and never more than the room's
+    checkout limit of unused live tokens at once. Returns how many were
+    admitted.
     """
     now = timezone.now()
     with transaction.atomic(durable=True):
@@ -167,6 +169,8 @@ def admit_fans(*, event_id: int) -> int:
             event_id=event_id, used_at__isnull=True, expires_at__gt=usable_after, entry__state=QueueEntry.State.ADMITTED
         ).count()
         budget = inventory.available - outstanding
+        if room.checkout_limit:
+            budget = min(budget, room.checkout_limit - outstanding)
         if room.admissions_per_minute:
             budget = min(budget, _rate_allowance(room=room, now=now))
         if budget <= 0:

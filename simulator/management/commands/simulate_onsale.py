@@ -39,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--early", type=_fraction, default=0.3, help="share of fans joining before on-sale")
         parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the others arrive")
         parser.add_argument("--processes", type=int, help="crowd processes (default: one per 5,000 fans, up to cores)")
+        parser.add_argument(
+            "--checkout-limit",
+            type=int,
+            help="most admitted fans not yet booked at once, for a new event (default: the room's own)",
+        )
         parser.add_argument("--max-wait", type=float, default=900.0, help="seconds a fan waits in line at most")
 
     def handle(self, *args, **o):
@@ -64,6 +69,7 @@ class Command(BaseCommand):
             ramp_seconds=o["ramp"],
             processes=o["processes"],
             max_wait=o["max_wait"],
+            checkout_limit=o["checkout_limit"],
             price=Decimal("49.50"),
         )
         live = self.stdout.isatty()
