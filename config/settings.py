@@ -207,6 +207,8 @@ INVENTORY_BUCKETS = env.int("INVENTORY_BUCKETS", default=16)
 # SSE: heartbeat comment period and the reconnect hint (jittered per client).
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 SSE_RETRY_MS = env.int("SSE_RETRY_MS", default=3000)
+# Room news (the line moved) reaches an event's streams at most this often.
+SSE_ROOM_NEWS_SECONDS = env.float("SSE_ROOM_NEWS_SECONDS", default=1.0)
 # How often each ASGI process re-reads the serving number of the rooms its
 # fans watch: the longest a broadcast lost with Redis can delay a screen.
 SSE_REFRESH_SECONDS = env.float("SSE_REFRESH_SECONDS", default=5.0)

@@ -9,6 +9,12 @@ number and writes a frame only if it changed. (A Channels consumer per
 connection receiving the broadcast itself costs a task wake-up, a message
 decode and a database-thread hop each: seconds for 10,000 connections.)
 
+Room news reaches the connections at most once per SSE_ROOM_NEWS_SECONDS
+per event (the first at once, then the latest of those that came in
+meanwhile): at an on-sale the admitter runs several times a second, and
+moving every waiting fan's position on each run would keep the event loop
+busy writing frames nobody can read that fast.
+
 The hub also sends the heartbeat comments for all its connections, and
 every few seconds re-reads each event's serving number from Postgres, so a
 broadcast lost with Redis delays a fan's screen by seconds, never longer.
@@ -16,6 +22,7 @@ broadcast lost with Redis delays a fan's screen by seconds, never longer.
 
 import asyncio
 import logging
+import math
 import weakref
 from collections import defaultdict
 from typing import Protocol
@@ -46,6 +53,11 @@ class Hub:
         self._by_fan: dict[tuple[int, int], set[Connection]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
         self._ready = asyncio.Lock()
+        # Per event: the room news not yet handed out, when news last was,
+        # and the timer that hands out the pending news.
+        self._pending_news: dict[int, dict] = {}
+        self._news_sent_at: dict[int, float] = {}
+        self._news_timer: dict[int, asyncio.TimerHandle] = {}
 
     async def add(self, conn: Connection) -> None:
         await self._start()
@@ -73,6 +85,8 @@ class Hub:
             members.discard(conn)
             if not members:
                 del index[key]
+                if index is self._by_event:
+                    self._forget_room(conn.event_id)
                 await self._unsubscribe(group)
 
     def connections(self, event_id: int) -> int:
@@ -123,11 +137,49 @@ class Hub:
     def _deliver(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "room.update":
-            for conn in list(self._by_event.get(message["event"], ())):
-                conn.on_room_news(message)
+            self._room_news(message)
         elif kind == "fan.changed":
             for conn in list(self._by_fan.get((message["event"], message["fan"]), ())):
                 conn.on_fan_news()
+
+    def _room_news(self, news: dict) -> None:
+        event_id = news["event"]
+        pending = self._pending_news.get(event_id)
+        if pending is not None:
+            # The latest news wins, but the line never moves back and a sale never un-opens.
+            news = {
+                **news,
+                "serving": max(news["serving"], pending["serving"]),
+                "opened": bool(news.get("opened") or pending.get("opened")),
+            }
+        self._pending_news[event_id] = news
+        if event_id in self._news_timer:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._news_sent_at.get(event_id, -math.inf) + settings.SSE_ROOM_NEWS_SECONDS - loop.time()
+        if wait <= 0:
+            self._hand_out_news(event_id)
+        else:
+            self._news_timer[event_id] = loop.call_later(wait, self._hand_out_news, event_id)
+
+    def _hand_out_news(self, event_id: int) -> None:
+        self._news_timer.pop(event_id, None)
+        news = self._pending_news.pop(event_id, None)
+        if news is None:
+            return
+        self._news_sent_at[event_id] = asyncio.get_running_loop().time()
+        for conn in list(self._by_event.get(event_id, ())):
+            try:
+                conn.on_room_news(news)
+            except Exception:
+                log.exception("could not show room news to fan %s", conn.fan_id)
+
+    def _forget_room(self, event_id: int) -> None:
+        timer = self._news_timer.pop(event_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._pending_news.pop(event_id, None)
+        self._news_sent_at.pop(event_id, None)
 
     async def _heartbeat(self) -> None:
         while True:
