@@ -49,9 +49,14 @@ MIDDLEWARE = [
 ]
 
 # Admission control per ASGI process (config.load_shedding): requests run at
-# once, requests that may wait for a slot (a coroutine each, not a thread),
-# and for how long, before a 503.
-WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=32)
+# once in each lane, requests that may wait for a slot (a coroutine each,
+# not a thread), and for how long, before a 503. A request holds a pooled
+# database connection from its first query to its end, so the pool below
+# has one per slot of every lane: a request that has a slot never waits for
+# a connection, and the checkout lane's requests never queue for one behind
+# the crowd joining the line.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=8)
+WEB_LANES = 3
 WEB_QUEUE = env.int("WEB_QUEUE", default=10000)
 WEB_QUEUE_SECONDS = env.float("WEB_QUEUE_SECONDS", default=30.0)
 
@@ -74,7 +79,7 @@ TEMPLATES = [
 ]
 
 # PostgreSQL is the only source of truth. Django's native psycopg pool keeps
-# a few warm connections per process (2 cores: keep it small).
+# warm connections per process: one per request slot (see WEB_CONCURRENCY).
 DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ticketing"),
 }
@@ -82,7 +87,7 @@ DATABASES["default"].setdefault("OPTIONS", {})
 if env.bool("DB_POOL", default=True):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=1),
-        "max_size": env.int("DB_POOL_MAX", default=8),
+        "max_size": env.int("DB_POOL_MAX", default=WEB_CONCURRENCY * WEB_LANES),
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -110,6 +115,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        "OPTIONS": {"pool_class": "config.redis_pool.SharedConnectionPool"},
     }
 }
 

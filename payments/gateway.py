@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+import requests
+import requests.adapters
 import stripe
 from django.conf import settings
 
@@ -37,9 +39,20 @@ ZERO_DECIMAL = {
 PaymentError = stripe.StripeError
 
 
+def _shared_session() -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 def _client() -> stripe.StripeClient:
     kwargs = {
-        "http_client": stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        # One session for every thread: the client would otherwise keep a
+        # session per thread, and under ASGI each request has a thread of its
+        # own, so every call to Stripe opened a new connection.
+        "http_client": stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS, session=_shared_session()),
         "max_network_retries": 1,
     }
     if settings.STRIPE_API_BASE:

@@ -52,8 +52,11 @@ else
 fi
 
 # uvicorn: Daphne could not keep up with mass SSE connects in our measurements.
+# No access log unless ACCESS_LOG=true: a line per request costs the web
+# process CPU at an on-sale, and the proxy in front logs requests anyway.
 .venv/bin/uvicorn config.asgi:application --host "${HOST:-127.0.0.1}" --port "$PORT" \
-  --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 &
+  --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 \
+  $([ "${ACCESS_LOG:-false}" = true ] || echo --no-access-log) &
 pids+=($!)
 DB_POOL=false .venv/bin/celery -A config worker --queues admission,celery --loglevel "${CELERY_LOG_LEVEL:-warning}" --concurrency "${CELERY_CONCURRENCY:-2}" &
 pids+=($!)

@@ -111,6 +111,8 @@ def build_report(
         "throughput": {
             "server_requests_per_s": _rates(meter.server_per_second),
             "stripe_requests": meter.requests.get("stripe", 0),
+            # What the load was made of: successful answers per call.
+            "answered_by_route": dict(sorted(((k, len(v)) for k, v in meter.latencies.items()), key=lambda kv: -kv[1])),
             "bookings_created": len(created),
             "bookings_per_s": round(len(created) / booking_span, 1) if booking_span else None,
             "bookings_peak_1s": max(booking_seconds.values()) if booking_seconds else 0,
