@@ -37,7 +37,6 @@ def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -
     expired) gets its new intent cancelled, and the fan a 409.
     """
     booking = reserve_tickets(event=event, fan=fan, quantity=quantity, access_token=access_token)
-    broadcast.checkout_place_freed(event_id=event.pk)
     try:
         intent_id, client_secret = gateway.create_payment_intent(
             booking_id=booking.pk, amount=booking.amount, currency=booking.currency, event_name=event.name
@@ -56,6 +55,9 @@ def book_tickets(*, event: Event, fan, quantity: object, access_token: object) -
     if not attached:
         _cancel_orphan_intent(payment_intent_id=intent_id)
         _refuse_ended_booking(booking_id=booking.pk)
+    # Only now is the token spent for good (a failed Stripe call gives it
+    # back): its place under the room's checkout limit goes to the next fan.
+    broadcast.checkout_place_freed(event_id=event.pk)
     booking.refresh_from_db()
     return booking
 

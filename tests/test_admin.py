@@ -152,6 +152,34 @@ def test_staff_cap_the_admission_rate(staff_client, settings):
     assert set(admitted.values_list("number", flat=True)) == set(range(1, admitted.count() + 1))
 
 
+def test_staff_editing_a_limit_mid_sale_keep_the_admitters_work(staff_client):
+    from waitlist.models import WaitingRoom
+
+    event, room = a_line_of(3, tickets=10)
+    form = staff_client.get(f"/admin/waitlist/waitingroom/{room.pk}/change/")
+    assert form.status_code == 200 and b"checkout_limit" in form.content
+    # The admitter moves the line while the form is open.
+    WaitingRoom.objects.filter(pk=room.pk).update(serving_number=3, admission_rate=2.5)
+    for url, data in (
+        (f"/admin/waitlist/waitingroom/{room.pk}/change/", {"admissions_per_minute": "0", "checkout_limit": "50"}),
+        (
+            "/admin/waitlist/waitingroom/",
+            {
+                "form-TOTAL_FORMS": "1",
+                "form-INITIAL_FORMS": "1",
+                "form-0-id": str(room.pk),
+                "form-0-admissions_per_minute": "30",
+                "form-0-checkout_limit": "40",
+                "_save": "Save",
+            },
+        ),
+    ):
+        assert staff_client.post(url, data).status_code == 302
+    saved = WaitingRoom.objects.get(pk=room.pk)
+    assert (saved.admissions_per_minute, saved.checkout_limit) == (30, 40)
+    assert (saved.serving_number, saved.admission_rate, saved.paused) == (3, 2.5, True)
+
+
 @pytest.mark.parametrize("per_minute", [6, 45, 600])
 @pytest.mark.parametrize("calls_per_second", [0.5, 10])
 def test_the_admission_rate_cap_holds_however_often_the_admitter_runs(settings, per_minute, calls_per_second):

@@ -42,3 +42,18 @@ def test_room_news_is_handed_out_at_once_then_at_most_once_per_interval(settings
     # The latest wins, but the line never moves back and the sale stays opened.
     assert watching.seen[1][1]["opened"] is True and watching.seen[1][1]["paused"] is True
     assert other_event.seen == []
+
+
+def test_bookings_wake_the_admitter_at_once_then_once_at_the_end_of_each_interval(monkeypatch):
+    from waitlist import broadcast
+
+    clock = [100.0]
+    wakes: list[tuple[float, float]] = []
+    monkeypatch.setattr(broadcast.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(broadcast, "wake_admitter", lambda *, event_id, after=0.0: wakes.append((clock[0], after)))
+    monkeypatch.setattr(broadcast, "_checkout_wake_due", {})
+    for at in (100.0, 100.1, 100.2, 100.3, 101.0):
+        clock[0] = at
+        broadcast.checkout_place_freed(event_id=7)
+    # Run times: 100.0 at once; 100.25 for the bookings at .1 and .2; 100.5 for .3; 101.0 at once.
+    assert [round(at + after, 2) for at, after in wakes] == [100.0, 100.25, 100.5, 101.0]

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from waitlist import services
 from waitlist.models import AccessToken, QueueEntry, WaitingRoom
@@ -73,6 +74,15 @@ class WaitingRoomAdmin(admin.ModelAdmin):
     def resume(self, request, queryset):
         changed = services.set_paused(event_ids=list(queryset.values_list("event_id", flat=True)), paused=False)
         self.message_user(request, f"Resumed {changed} waiting room(s).", messages.SUCCESS)
+
+    def save_model(self, request, obj, form, change):
+        # Only the staff fields: the admitter moves the rest of this row
+        # while the form is open, and a whole-row save would undo its work.
+        changed = [name for name in form.changed_data if name in ("admissions_per_minute", "checkout_limit")]
+        if changed:
+            values = {name: getattr(obj, name) for name in changed}
+            WaitingRoom.objects.filter(pk=obj.pk).update(**values, updated_at=timezone.now())
+            services.limits_changed(event_id=obj.event_id)
 
     def has_add_permission(self, request):
         return False

@@ -56,29 +56,39 @@ def fan_changed(*, event_id: int, fan_id: int) -> None:
     _send(fan_group(event_id, fan_id), {"type": "fan.changed", "event": event_id, "fan": fan_id})
 
 
-def wake_admitter(*, event_id: int) -> None:
+def wake_admitter(*, event_id: int, after: float = 0.0) -> None:
     from waitlist.tasks import admit_fans_task
 
     try:
-        admit_fans_task.delay(event_id)
+        admit_fans_task.apply_async(args=[event_id], countdown=after or None)
     except Exception:  # broker down: the periodic tick admits instead
         log.warning("could not wake the admitter for event %s", event_id, exc_info=True)
 
 
-# When each event's admitter was last woken by a booking, in this process.
-_woken_for_checkout: dict[int, float] = {}
+# When each event's admitter is next due to run for bookings, in this process.
+_checkout_wake_due: dict[int, float] = {}
 # Bookings arrive by the hundred a second at an on-sale: one admitter run per
 # process in this interval lets in the next fans for all of them.
 CHECKOUT_WAKE_INTERVAL = 0.25
 
 
 def checkout_place_freed(*, event_id: int) -> None:
-    """A fan spent their token: a place under the room's checkout limit is free."""
+    """A fan spent their token: a place under the room's checkout limit is free.
+
+    The first booking wakes the admitter at once; bookings within the next
+    interval share one more run at its end, so a freed place never waits for
+    the periodic tick.
+    """
     now = time.monotonic()
-    if now - _woken_for_checkout.get(event_id, -CHECKOUT_WAKE_INTERVAL) < CHECKOUT_WAKE_INTERVAL:
-        return  # a run is already on its way; it counts this booking too
-    _woken_for_checkout[event_id] = now
-    wake_admitter(event_id=event_id)
+    due = _checkout_wake_due.get(event_id)
+    if due is not None and due > now - CHECKOUT_WAKE_INTERVAL:
+        if due > now:
+            return  # a run is due after this booking: it counts this one too
+        after = max(0.0, due + CHECKOUT_WAKE_INTERVAL - now)
+    else:
+        after = 0.0
+    _checkout_wake_due[event_id] = now + after
+    wake_admitter(event_id=event_id, after=after)
 
 
 def _send(group: str, message: dict) -> None:

@@ -286,6 +286,11 @@ def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
     room.last_admitted_at = now
 
 
+def limits_changed(*, event_id: int) -> None:
+    """Staff changed the room's admission limits: apply them now, not at the next tick."""
+    broadcast.wake_admitter(event_id=event_id)
+
+
 def set_paused(*, event_ids: list[int], paused: bool) -> int:
     """Pause or resume admission (fans keep their places); returns how many rooms changed."""
     changed = WaitingRoom.objects.filter(event_id__in=event_ids).exclude(paused=paused).update(paused=paused)
