@@ -52,9 +52,10 @@ MIDDLEWARE = [
 # once in each lane, requests that may wait for a slot (a coroutine each,
 # not a thread), and for how long, before a 503. A request holds a pooled
 # database connection from its first query to its end, so the pool below
-# has one per slot of every lane: a request that has a slot never waits for
-# a connection, and the checkout lane's requests never queue for one behind
-# the crowd joining the line.
+# has one per slot of every lane: a request that has a slot seldom waits for
+# a connection (short of /healthz and session-authenticated stream connects,
+# which borrow one briefly outside the lanes), and the checkout lane's
+# requests do not queue for one behind the crowd joining the line.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=8)
 WEB_LANES = 3
 WEB_QUEUE = env.int("WEB_QUEUE", default=10000)
