@@ -1,10 +1,18 @@
 """Who is on the other end of a live connection: DRF token or session."""
 
+import json
+import logging
+import random
+
+import psycopg
 from channels.auth import AuthMiddlewareStack
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
 
 from waitlist.stream_reads import fan_for_api_token
+
+log = logging.getLogger(__name__)
 
 
 class TokenAuthMiddleware:
@@ -20,7 +28,24 @@ class TokenAuthMiddleware:
         if scheme.lower() == "token" and key.strip():
             # The stream needs only who the fan is: their id, read from the
             # event loop (see waitlist.stream_reads), not a full user row.
-            fan_id = await fan_for_api_token(key.strip())
+            try:
+                fan_id = await fan_for_api_token(key.strip())
+            except (psycopg.Error, DatabaseError):
+                # Postgres down or out of connections: the fan's place is
+                # safe, and EventSource reconnects after the Retry-After.
+                log.warning("stream could not read who its fan is", exc_info=True)
+                return await busy(send)
             user = AnonymousUser() if fan_id is None else get_user_model()(pk=fan_id, is_active=True)
             return await self.inner({**scope, "user": user}, receive, send)
-        return await self.session_stack(scope, receive, send)
+        try:
+            return await self.session_stack(scope, receive, send)
+        except DatabaseError:
+            log.warning("stream could not read its session", exc_info=True)
+            return await busy(send)
+
+
+async def busy(send) -> None:
+    body = json.dumps({"error": "busy", "detail": "Your place is safe; the live view could not load. Retrying."})
+    headers = [(b"content-type", b"application/json"), (b"retry-after", str(random.randint(1, 3)).encode())]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})

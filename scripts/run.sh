@@ -85,9 +85,16 @@ cat <<MSG
   Ctrl-C stops every process started here.
 
 MSG
-wait -n "${pids[@]}" || true
+status=0
+wait -n "${pids[@]}" || status=$?
 # Ctrl-C reaches every process at once: give this shell's own trap (a clean
 # stop) the chance to run before calling it a crash.
 sleep 1
-echo "a process exited unexpectedly; shutting down the rest (see the log above)" >&2
+# A shell started with SIGINT ignored (in the background of another script)
+# cannot trap it, but its processes still stop on it: one that ended cleanly
+# or on SIGINT/SIGTERM was told to stop, not crashed.
+case "$status" in
+  0 | 130 | 143) stop 0 ;;
+esac
+echo "a process exited unexpectedly (status $status); shutting down the rest (see the log above)" >&2
 stop 1
