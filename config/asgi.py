@@ -29,6 +29,7 @@ application = ProtocolTypeRouter(
                     Lanes(
                         django_app,
                         concurrency=settings.WEB_CONCURRENCY,
+                        general_concurrency=settings.WEB_GENERAL_CONCURRENCY,
                         queue=settings.WEB_QUEUE,
                         wait_seconds=settings.WEB_QUEUE_SECONDS,
                     ),

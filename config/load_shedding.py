@@ -37,10 +37,14 @@ BODY_BUFFER_LIMIT = 4 * 1024 * 1024
 class Lanes:
     """Route each request to the webhook, checkout or general lane."""
 
-    def __init__(self, app, **limits):
+    def __init__(self, app, *, general_concurrency: int | None = None, **limits):
         self.webhooks = LoadShedding(app, **limits)
         self.checkout = LoadShedding(app, **limits)
-        self.general = LoadShedding(app, **limits)
+        # Python threads have no priorities: a lane's share of the process's
+        # CPU is its share of the running requests. Fewer slots for the
+        # crowd's joins and page views leave checkout more of it.
+        general = {**limits, "concurrency": general_concurrency or limits["concurrency"]}
+        self.general = LoadShedding(app, **general)
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")

@@ -116,6 +116,40 @@ def test_fans_at_checkout_do_not_queue_behind_the_crowd_joining_the_line():
     assert served.index("/api/v1/bookings/") <= 1
 
 
+def test_the_general_lane_runs_fewer_requests_at_once_than_checkout():
+    from config.load_shedding import Lanes
+
+    running = {"general": 0, "checkout": 0}
+    most = {"general": 0, "checkout": 0}
+
+    async def app(scope, receive, send):
+        lane = "checkout" if scope["path"].startswith("/api/v1/bookings/") else "general"
+        running[lane] += 1
+        most[lane] = max(most[lane], running[lane])
+        await asyncio.sleep(0.05)
+        running[lane] -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    lanes = Lanes(app, concurrency=3, general_concurrency=1, queue=100, wait_seconds=30)
+
+    async def main():
+        async def call(path):
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message):
+                pass
+
+            await lanes({"type": "http", "path": path, "method": "POST"}, receive, send)
+
+        paths = ["/api/v1/events/1/queue/", "/api/v1/bookings/"] * 6
+        await asyncio.gather(*(call(path) for path in paths))
+
+    asyncio.run(main())
+    assert most == {"general": 1, "checkout": 3}
+
+
 def test_a_body_that_never_finishes_is_a_408_and_holds_no_slot(monkeypatch):
     from config import load_shedding
 
