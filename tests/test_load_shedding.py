@@ -84,6 +84,18 @@ def test_a_database_that_cannot_be_reached_in_time_is_a_503_not_a_500(monkeypatc
     assert response.json()["error"] == "busy" and response["Retry-After"] == "2"
 
 
+async def post(lanes, path: str) -> None:
+    """An empty POST to `path` through the lanes; the answer is dropped."""
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    await lanes({"type": "http", "path": path, "method": "POST"}, receive, send)
+
+
 def test_fans_at_checkout_do_not_queue_behind_the_crowd_joining_the_line():
     from config.load_shedding import Lanes
 
@@ -98,18 +110,9 @@ def test_fans_at_checkout_do_not_queue_behind_the_crowd_joining_the_line():
     lanes = Lanes(app, concurrency=1, queue=100, wait_seconds=30)
 
     async def main():
-        async def get(path):
-            async def receive():
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            async def send(message):
-                pass
-
-            await lanes({"type": "http", "path": path, "method": "POST"}, receive, send)
-
-        crowd = [asyncio.ensure_future(get("/api/v1/events/1/queue/")) for _ in range(5)]
+        crowd = [asyncio.ensure_future(post(lanes, "/api/v1/events/1/queue/")) for _ in range(5)]
         await asyncio.sleep(0.01)
-        await asyncio.wait_for(get("/api/v1/bookings/"), 1.0)  # not behind the 5 joins (1 s of work)
+        await asyncio.wait_for(post(lanes, "/api/v1/bookings/"), 1.0)  # not behind the 5 joins (1 s of work)
         await asyncio.gather(*crowd)
 
     asyncio.run(main())
@@ -134,17 +137,8 @@ def test_the_general_lane_runs_fewer_requests_at_once_than_checkout():
     lanes = Lanes(app, concurrency=3, general_concurrency=1, queue=100, wait_seconds=30)
 
     async def main():
-        async def call(path):
-            async def receive():
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            async def send(message):
-                pass
-
-            await lanes({"type": "http", "path": path, "method": "POST"}, receive, send)
-
         paths = ["/api/v1/events/1/queue/", "/api/v1/bookings/"] * 6
-        await asyncio.gather(*(call(path) for path in paths))
+        await asyncio.gather(*(post(lanes, path) for path in paths))
 
     asyncio.run(main())
     assert most == {"general": 1, "checkout": 3}
