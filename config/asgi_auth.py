@@ -1,8 +1,6 @@
 """Who is on the other end of a live connection: DRF token or session."""
 
-import json
 import logging
-import random
 
 import psycopg
 from channels.auth import AuthMiddlewareStack
@@ -10,9 +8,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 
+from waitlist.consumers import BUSY_DETAIL, refuse_stream
 from waitlist.stream_reads import fan_for_api_token
 
 log = logging.getLogger(__name__)
+
+
+async def busy(send) -> None:
+    await refuse_stream(send, 503, "busy", BUSY_DETAIL, retry=True)
 
 
 class TokenAuthMiddleware:
@@ -42,10 +45,3 @@ class TokenAuthMiddleware:
         except DatabaseError:
             log.warning("stream could not read its session", exc_info=True)
             return await busy(send)
-
-
-async def busy(send) -> None:
-    body = json.dumps({"error": "busy", "detail": "Your place is safe; the live view could not load. Retrying."})
-    headers = [(b"content-type", b"application/json"), (b"retry-after", str(random.randint(1, 3)).encode())]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body.encode()})

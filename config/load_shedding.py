@@ -4,10 +4,12 @@ Django's views are synchronous: under uvicorn each request in flight gets a
 thread of its own, and every thread waits for one of the few pooled
 database connections. At an on-sale's opening thousands arrive in the same
 second; unbounded, they become thousands of threads fighting over the GIL,
-requests that wait out the pool's timeout and fail with a 500. Here at most
-WEB_CONCURRENCY requests run at once per process; a few hundred more may
-wait briefly for a slot, and the rest are answered at once with a 503 and
-a Retry-After, which clients (and the simulator) honour. The waiting
+requests that wait out the pool's timeout and fail with a 500. Here each
+lane (webhooks, checkout, the rest) runs at most its number of requests at
+once per process (WEB_CONCURRENCY; WEB_GENERAL_CONCURRENCY for the rest);
+more may wait briefly for a slot as coroutines, and the rest are answered
+at once with a 503 and a Retry-After, which clients (and the simulator)
+honour. The waiting
 room's live streams do not pass through here: they hold no thread.
 """
 

@@ -94,7 +94,10 @@ sleep 1
 # cannot trap it, but its processes still stop on it: one that ended cleanly
 # or on SIGINT/SIGTERM was told to stop, not crashed.
 case "$status" in
-  0 | 130 | 143) stop 0 ;;
+  0 | 130 | 143)
+    echo "a process stopped (status $status); stopping the rest" >&2
+    stop 0
+    ;;
 esac
 echo "a process exited unexpectedly (status $status); shutting down the rest (see the log above)" >&2
 stop 1

@@ -36,21 +36,24 @@ def prepare_event(
     price: Decimal,
     checkout_limit: int | None = None,
 ) -> Event:
-    """The event to sell: the one named by id, or a new one opening in `on_sale_in` seconds."""
+    """The event to sell: the one named by id, or a new one opening in `on_sale_in` seconds.
+
+    With `checkout_limit`, that event's room takes it (see WaitingRoom).
+    """
     if event_id is not None:
         event = Event.objects.filter(pk=event_id).first()
         if event is None:
             raise ValidationError(f"There is no event {event_id}.")
-        return event
-    now = timezone.now()
-    event = create_event(
-        name=f"Simulated on-sale {now:%Y-%m-%d %H:%M:%S}",
-        capacity=tickets,
-        price=price,
-        max_per_order=max_per_order,
-        on_sale_at=now + timedelta(seconds=on_sale_in),
-        starts_at=now + timedelta(days=30),
-    )
+    else:
+        now = timezone.now()
+        event = create_event(
+            name=f"Simulated on-sale {now:%Y-%m-%d %H:%M:%S}",
+            capacity=tickets,
+            price=price,
+            max_per_order=max_per_order,
+            on_sale_at=now + timedelta(seconds=on_sale_in),
+            starts_at=now + timedelta(days=30),
+        )
     if checkout_limit is not None:
         WaitingRoom.objects.filter(event=event).update(checkout_limit=checkout_limit)
     return event

@@ -180,6 +180,44 @@ def test_staff_editing_a_limit_mid_sale_keep_the_admitters_work(staff_client):
     assert (saved.serving_number, saved.admission_rate, saved.paused) == (3, 2.5, True)
 
 
+@pytest.mark.parametrize("bad", ["-1", "abc", "1.5", "2147483648", ""])
+def test_staff_get_a_form_error_for_a_bad_limit_and_nothing_changes(staff_client, monkeypatch, bad):
+    from waitlist import broadcast
+    from waitlist.models import WaitingRoom
+
+    event, room = a_line_of(1, tickets=10)
+    woken: list[int] = []
+    monkeypatch.setattr(broadcast, "wake_admitter", lambda *, event_id, after=0.0: woken.append(event_id))
+    response = staff_client.post(
+        f"/admin/waitlist/waitingroom/{room.pk}/change/", {"admissions_per_minute": "0", "checkout_limit": bad}
+    )
+    assert response.status_code == 200 and b"errornote" in response.content
+    assert WaitingRoom.objects.get(pk=room.pk).checkout_limit == 1000
+    assert woken == []
+
+
+def test_a_changed_limit_wakes_the_admitter_once_the_change_is_committed(staff_client, monkeypatch):
+    from django.db import connection
+
+    from waitlist import broadcast
+    from waitlist.models import WaitingRoom
+
+    seen: list[int] = []
+
+    def wake(*, event_id, after=0.0):
+        # What a woken admitter would read: the committed limit, the transaction over.
+        assert not connection.in_atomic_block
+        seen.append(WaitingRoom.objects.get(event_id=event_id).checkout_limit)
+
+    event, room = a_line_of(1, tickets=10)
+    monkeypatch.setattr(broadcast, "wake_admitter", wake)
+    response = staff_client.post(
+        f"/admin/waitlist/waitingroom/{room.pk}/change/", {"admissions_per_minute": "0", "checkout_limit": "7"}
+    )
+    assert response.status_code == 302
+    assert seen == [7]
+
+
 @pytest.mark.parametrize("per_minute", [6, 45, 600])
 @pytest.mark.parametrize("calls_per_second", [0.5, 10])
 def test_the_admission_rate_cap_holds_however_often_the_admitter_runs(settings, per_minute, calls_per_second):

@@ -29,6 +29,9 @@ from waitlist.stream_reads import find_place
 
 log = logging.getLogger(__name__)
 
+# A stream that cannot read Postgres: the client comes back after Retry-After.
+BUSY_DETAIL = "Your place is safe; the live view could not load. Retrying."
+
 WAITING = QueueEntry.State.WAITING
 ADMITTED = QueueEntry.State.ADMITTED
 
@@ -62,7 +65,7 @@ class QueueStreamConsumer(AsyncConsumer):
             place = await find_place(event_id=self.event_id, fan_id=self.fan_id)
         except Exception:  # noqa: BLE001 - the database is down or overloaded; the client retries
             log.warning("stream for fan %s could not read its place", self.fan_id, exc_info=True)
-            await self._refuse(503, "busy", "Your place is safe; the live view could not load. Retrying.", retry=True)
+            await self._refuse(503, "busy", BUSY_DETAIL, retry=True)
             return
         if place is None:
             await self._refuse(404, "not_in_queue", "You are not in line for this event.")
@@ -221,10 +224,19 @@ class QueueStreamConsumer(AsyncConsumer):
         await self.send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
     async def _refuse(self, status: int, code: str, detail: str, *, retry: bool = False):
-        body = json.dumps({"error": code, "detail": detail}).encode()
-        headers = [(b"content-type", b"application/json")]
-        if retry:
-            headers.append((b"retry-after", str(random.randint(1, 3)).encode()))
-        await self.send({"type": "http.response.start", "status": status, "headers": headers})
-        await self.send({"type": "http.response.body", "body": body})
+        await refuse_stream(self.send, status, code, detail, retry=retry)
         raise StopConsumer()
+
+
+async def refuse_stream(send, status: int, code: str, detail: str, *, retry: bool = False) -> None:
+    """Answer a stream request with the API's JSON error instead of events.
+
+    With `retry`, a Retry-After of 1-3 s, jittered so refused clients do not
+    all come back in the same second.
+    """
+    body = json.dumps({"error": code, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json")]
+    if retry:
+        headers.append((b"retry-after", str(random.randint(1, 3)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

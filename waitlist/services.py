@@ -287,15 +287,23 @@ def _update_rate(*, room: WaitingRoom, count: int, now) -> None:
 
 
 def limits_changed(*, event_id: int) -> None:
-    """Staff changed the room's admission limits: apply them now, not at the next tick."""
-    broadcast.wake_admitter(event_id=event_id)
+    """Staff changed the room's admission limits: apply them now, not at the next tick.
+
+    After commit: admin saves in a transaction, and an admitter woken before
+    it commits would find the room row locked and skip it.
+    """
+    transaction.on_commit(lambda: broadcast.wake_admitter(event_id=event_id))
 
 
 def set_paused(*, event_ids: list[int], paused: bool) -> int:
     """Pause or resume admission (fans keep their places); returns how many rooms changed."""
     changed = WaitingRoom.objects.filter(event_id__in=event_ids).exclude(paused=paused).update(paused=paused)
     for event_id in event_ids:
-        broadcast.room_changed(event_id=event_id)  # waiting screens show it at once
-        if not paused:
-            broadcast.wake_admitter(event_id=event_id)
+        transaction.on_commit(lambda event_id=event_id: _room_resumed_or_paused(event_id=event_id, paused=paused))
     return changed
+
+
+def _room_resumed_or_paused(*, event_id: int, paused: bool) -> None:
+    broadcast.room_changed(event_id=event_id)  # waiting screens show it at once
+    if not paused:
+        broadcast.wake_admitter(event_id=event_id)

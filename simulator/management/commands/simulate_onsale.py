@@ -42,7 +42,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--checkout-limit",
             type=int,
-            help="most admitted fans not yet booked at once, for a new event (default: the room's own)",
+            help="most admitted fans not yet booked at once: set on the event's waiting room (default: leave it)",
         )
         parser.add_argument("--max-wait", type=float, default=900.0, help="seconds a fan waits in line at most")
 
