@@ -1,6 +1,6 @@
 """Reservations per second from 8 and 64 concurrent connections, beside pgbench.
 
-    .venv/bin/python benchmarks/reserve.py [--seconds 10] [--connections 8 64]
+    .venv/bin/python benchmarks/reserve.py [--seconds 10] [--connections 8 64] [--rounds 3]
 
 Runs the product's reservation service (bookings.reservation.reserve_tickets:
 spend an access token, take tickets from an inventory bucket, insert the
@@ -8,13 +8,17 @@ booking, in one transaction) against one event, from worker processes that
 each drive several connections. In the same run, on the same database,
 pgbench measures the floor Postgres sets: a conditional decrement plus
 insert as one statement, on one counter row and spread over 16 rows.
-Uses its own database (BENCH_DATABASE_URL, default .../ticketing_bench).
+Every figure is taken --rounds times, the three kinds taking turns, each
+from a freshly vacuumed and checkpointed database; the medians are printed,
+with the range of the per-round ratios. Uses its own database (BENCH_DATABASE_URL, default .../ticketing_bench).
 """
 
 import argparse
 import multiprocessing as mp
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,6 +179,49 @@ INSERT INTO bench_ledger (counter_id) SELECT id FROM d;
 """
 
 
+def pgbench_command() -> str:
+    """pgbench on PATH, else the one beside the server's other binaries (Debian keeps it off PATH)."""
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    try:
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+        candidates = [Path(bindir) / "pgbench"]
+    except (OSError, subprocess.CalledProcessError):
+        candidates = []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), reverse=True)
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    sys.exit("pgbench not found: install PostgreSQL's client tools (Debian: postgresql-contrib)")
+
+
+def quiesce() -> None:
+    """Start every figure from the same state: tables vacuumed and analysed, dirty pages checkpointed.
+
+    Without this a figure can pay for the previous one's dead rows and
+    statistics (autovacuum may be off, or may start in the middle of the next
+    measurement on two cores), and the figures swing by half between runs.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in QUIESCED_TABLES:
+            cursor.execute(f"VACUUM (ANALYZE) {table}")
+        cursor.execute("CHECKPOINT")
+    connection.close()
+
+
+QUIESCED_TABLES = (
+    "bookings_booking",
+    "waitlist_accesstoken",
+    "waitlist_queueentry",
+    "ticketing_inventorybucket",
+    "bench_counter",
+    "bench_ledger",
+)
+
+
 def pgbench(rows: int, connections: int, seconds: float) -> float:
     url = urlparse(BENCH_DB)
     args = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
@@ -182,7 +229,7 @@ def pgbench(rows: int, connections: int, seconds: float) -> float:
         fh.write(PGBENCH_SCRIPT.format(rows=rows))
     result = subprocess.run(
         [
-            "pgbench",
+            pgbench_command(),
             *args,
             "-n",
             "-c",
@@ -207,31 +254,49 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 64])
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every figure this many times, taking turns, and report the medians (default 3)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=os.cpu_count(),
         help="service processes the connections are spread over (default: one per core, as deployed)",
     )
     args = parser.parse_args()
+    pgbench_command()  # fail before the long set-up, not after it
 
-    tokens_needed = int(6000 * args.seconds) * len(args.connections)
-    print(f"setting up {tokens_needed} admitted fans ...", flush=True)
-    event_id, tokens = setup_database(tokens_needed)
+    shares = args.rounds * len(args.connections)
+    per_share = int(6000 * args.seconds)
+    print(f"setting up {per_share * shares} admitted fans ...", flush=True)
+    event_id, tokens = setup_database(per_share * shares)
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(PGBENCH_SETUP)
     connection.close()
 
-    rows = []
-    used = 0
-    share = len(tokens) // len(args.connections)
-    for c in args.connections:
-        reserve = bench_reserve(event_id, tokens[used : used + share], c, args.seconds, args.processes)
-        used += share
-        one_row = pgbench(1, c, args.seconds)
-        sixteen = pgbench(16, c, args.seconds)
-        rows.append((c, reserve, one_row, sixteen))
+    # figures[c] = {"reserve": [...], "one": [...], "sixteen": [...]}, one entry per round
+    figures = {c: {"reserve": [], "one": [], "sixteen": []} for c in args.connections}
+    share = 0
+    for round_no in range(1, args.rounds + 1):
+        for c in args.connections:
+            quiesce()
+            work = tokens[share * per_share : (share + 1) * per_share]
+            share += 1
+            figures[c]["reserve"].append(bench_reserve(event_id, work, c, args.seconds, args.processes))
+            quiesce()
+            figures[c]["one"].append(pgbench(1, c, args.seconds))
+            quiesce()
+            figures[c]["sixteen"].append(pgbench(16, c, args.seconds))
+            r = figures[c]["reserve"][-1]
+            print(
+                f"round {round_no}, {c} connections: reserve {r['per_second']:.0f}/s, "
+                f"pgbench 1 row {figures[c]['one'][-1]:.0f}/s, 16 rows {figures[c]['sixteen'][-1]:.0f}/s",
+                flush=True,
+            )
 
     from django.conf import settings
 
@@ -241,27 +306,35 @@ def main() -> None:
         else "one transaction per reservation"
     )
     print(
-        f"\nmachine: {os.cpu_count()} cores; {args.seconds:.0f} s per figure; database {urlparse(BENCH_DB).path[1:]}; "
-        f"{args.processes} service processes; {mode}"
+        f"\nmachine: {os.cpu_count()} cores; {args.seconds:.0f} s per figure; median of {args.rounds} rounds; "
+        f"database {urlparse(BENCH_DB).path[1:]}; {args.processes} service processes; {mode}"
     )
     print(
         f"{'conns':>5} {'reserve/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'pgbench 1 row':>14} "
-        f"{'pgbench 16 rows':>16} {'reserve / 16-row':>17}"
+        f"{'pgbench 16 rows':>16} {'reserve / 16-row':>17} {'per round':>18}"
     )
-    for c, r, one, sixteen in rows:
+    medians = {}
+    for c in args.connections:
+        f = figures[c]
+        reserve = statistics.median(r["per_second"] for r in f["reserve"])
+        one, sixteen = statistics.median(f["one"]), statistics.median(f["sixteen"])
+        medians[c] = (reserve, one)
+        per_round = [r["per_second"] / s for r, s in zip(f["reserve"], f["sixteen"], strict=True)]
         print(
-            f"{c:>5} {r['per_second']:>10.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} "
-            f"{one:>14.0f} {sixteen:>16.0f} {r['per_second'] / sixteen:>16.0%}"
+            f"{c:>5} {reserve:>10.0f} {statistics.median(r['p50_ms'] for r in f['reserve']):>7.1f} "
+            f"{statistics.median(r['p99_ms'] for r in f['reserve']):>7.1f} {sum(r['errors'] for r in f['reserve']):>6} "
+            f"{one:>14.0f} {sixteen:>16.0f} {reserve / sixteen:>16.0%} "
+            f"{min(per_round):>8.0%} to {max(per_round):.0%}"
         )
     import redis
 
     redis.Redis.from_url(BENCH_REDIS).flushdb()  # the benchmark's own expiry tasks
-    if len(rows) >= 2:
-        first, last = rows[0], rows[-1]
-        change = last[1]["per_second"] / first[1]["per_second"] - 1
-        one_change = last[2] / first[2] - 1
+    if len(args.connections) >= 2:
+        first, last = args.connections[0], args.connections[-1]
+        change = medians[last][0] / medians[first][0] - 1
+        one_change = medians[last][1] / medians[first][1] - 1
         print(
-            f"\nreservations per second from {first[0]} to {last[0]} connections: {change:+.0%} "
+            f"\nreservations per second from {first} to {last} connections: {change:+.0%} "
             f"(pgbench on one counter row: {one_change:+.0%}; negative is a loss)"
         )
 
