@@ -9,8 +9,15 @@ lane (webhooks, checkout, the rest) runs at most its number of requests at
 once per process (WEB_CONCURRENCY; WEB_GENERAL_CONCURRENCY for the rest);
 more may wait briefly for a slot as coroutines, and the rest are answered
 at once with a 503 and a Retry-After, which clients (and the simulator)
-honour. The waiting
-room's live streams do not pass through here: they hold no thread.
+honour. The waiting room's live streams do not pass through here: they hold
+no thread.
+
+Each slot also owns the thread its requests' synchronous code runs on. Left
+to itself, Django's ASGI handler starts a new thread for every request and
+another to join it afterwards; the event loop waits for each to start, so
+under load every stream and every request in the process stalls behind
+thread start-ups (a fifth of the event loop's time at an on-sale, measured
+with py-spy). Threads kept per slot are reused, as a WSGI server's are.
 """
 
 import asyncio
@@ -18,6 +25,9 @@ import json
 import logging
 import random
 import re
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,11 @@ BODY_SECONDS = 10.0
 BODY_BUFFER_LIMIT = 4 * 1024 * 1024
 
 
+# Health checks skip the lanes (they must be answered when the lanes are
+# full) but still run on kept threads, up to this many at once.
+HEALTH_THREADS = 4
+
+
 class Lanes:
     """Route each request to the webhook, checkout or general lane."""
 
@@ -47,11 +62,37 @@ class Lanes:
         # crowd's joins and page views leave checkout more of it.
         general = {**limits, "concurrency": general_concurrency or limits["concurrency"]}
         self.general = LoadShedding(app, **general)
+        self.app = app
+        self.health_threads = KeptThreads(HEALTH_THREADS, name="health")
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
+        if path == "/healthz":
+            return await self.health_threads.run(self.app, scope, receive, send)
         lane = self.webhooks if WEBHOOKS.match(path) else self.checkout if CHECKOUT.match(path) else self.general
         return await lane(scope, receive, send)
+
+
+class KeptThreads:
+    """Long-lived threads for the synchronous part of requests, one request per thread at a time."""
+
+    def __init__(self, count: int, *, name: str):
+        self._idle = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-{i}") for i in range(count)]
+
+    async def run(self, app, scope, receive, send):
+        if not self._idle:
+            # More at once than kept threads (only health checks can be):
+            # Django's own thread per request.
+            return await app(scope, receive, send)
+        executor = self._idle.pop()
+        try:
+            # The outermost context decides where thread-sensitive code
+            # runs: Django's handler, and every sync_to_async inside it, use
+            # this executor's one thread.
+            async with ThreadSensitiveContext(executor=executor):
+                return await app(scope, receive, send)
+        finally:
+            self._idle.append(executor)
 
 
 class LoadShedding:
@@ -61,6 +102,7 @@ class LoadShedding:
         self.max_waiting = queue
         self.wait_seconds = wait_seconds
         self._slots: asyncio.Semaphore | None = None
+        self._threads = KeptThreads(concurrency, name="request")
         self.waiting = 0
 
     async def __call__(self, scope, receive, send):
@@ -83,7 +125,7 @@ class LoadShedding:
         finally:
             self.waiting -= 1
         try:
-            return await self.app(scope, receive, send)
+            return await self._threads.run(self.app, scope, receive, send)
         finally:
             self._slots.release()
 

@@ -80,14 +80,20 @@ def error_code(target: str, body: object) -> str:
     return str(error or "")
 
 
+KEEPALIVE_SECONDS = 4.0
+
+
 class Client:
     def __init__(self, *, target: str, base_url: str, meter: Meter, headers: dict | None = None):
         self.target = target
         self.base_url = base_url.rstrip("/")
         self.meter = meter
         # Connections are limited by the crowd's own semaphore, not the pool.
+        # Idle connections are dropped before the server's keep-alive (5 s)
+        # would close them: reusing one just as the server closes it fails a
+        # request that never reached the server (a browser would resend it).
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_SECONDS),
             timeout=aiohttp.ClientTimeout(total=60),
             headers=headers or {},
         )

@@ -220,3 +220,39 @@ def test_webhook_floods_do_not_take_the_slots_of_fans_at_checkout():
     fan, flood = asyncio.run(main())
     assert fan == 200
     assert sorted(flood) == [200, 503, 503, 503, 503]
+
+
+def test_requests_run_on_threads_kept_per_slot_not_a_new_thread_each():
+    """Django's handler would start (and join) a thread per request, stalling the event loop each time."""
+    import threading
+
+    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+    from config.load_shedding import Lanes
+
+    ran_on = {"general": set(), "checkout": set(), "health": set()}
+
+    async def django_like(scope, receive, send):
+        # As django.core.handlers.asgi.ASGIHandler does: its own context, views via sync_to_async.
+        async with ThreadSensitiveContext():
+            path = scope["path"]
+            lane = "health" if path == "/healthz" else "checkout" if path.startswith("/api/v1/bookings/") else "general"
+            await sync_to_async(lambda: ran_on[lane].add(threading.get_ident()))()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    lanes = Lanes(django_like, concurrency=3, general_concurrency=2, queue=100, wait_seconds=30)
+
+    async def main():
+        for _ in range(3):
+            paths = ["/api/v1/events/1/queue/", "/api/v1/bookings/"] * 10
+            await asyncio.gather(*(post(lanes, path) for path in paths))
+        for _ in range(5):
+            await post(lanes, "/healthz")
+
+    asyncio.run(main())
+    # At most one thread per slot, each reused by many requests.
+    assert 1 <= len(ran_on["general"]) <= 2
+    assert 1 <= len(ran_on["checkout"]) <= 3
+    assert len(ran_on["health"]) == 1
+    assert not ran_on["general"] & ran_on["checkout"]
