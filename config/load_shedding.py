@@ -114,9 +114,14 @@ class LoadShedding:
             received = await asyncio.wait_for(_read_body(receive), BODY_SECONDS)
         except TimeoutError:
             return await _answer(send, 408, "timeout", "The request body did not arrive in time.")
-        receive = _replay(received, receive)
         if self._slots.locked() and self.waiting >= self.max_waiting:
             return await self._busy(send)
+        # A client that gives up while waiting for a slot must not get one:
+        # once the view is handed to a thread it runs to the end, a join or
+        # a booking nobody is waiting for. After the whole body only a
+        # disconnect can arrive, so listen for it while waiting.
+        whole_body = not received[-1].get("more_body")
+        gone = asyncio.ensure_future(receive()) if whole_body and self._slots.locked() else None
         self.waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self.wait_seconds)
@@ -124,8 +129,15 @@ class LoadShedding:
             return await self._busy(send)
         finally:
             self.waiting -= 1
+            if gone is not None and not gone.done():
+                gone.cancel()
         try:
-            return await self._threads.run(self.app, scope, receive, send)
+            if gone is not None and gone.done():
+                message = _message_or_disconnect(gone)
+                if message["type"] == "http.disconnect":
+                    return None  # nobody is left to answer
+                received.append(message)
+            return await self._threads.run(self.app, scope, _replay(received, receive), send)
         finally:
             self._slots.release()
 
@@ -151,6 +163,13 @@ async def _read_body(receive) -> list[dict]:
         size += len(message.get("body", b""))
         if size > BODY_BUFFER_LIMIT:
             return messages
+
+
+def _message_or_disconnect(listener: asyncio.Future) -> dict:
+    """What a finished listener heard; a receive that failed means the client is gone."""
+    if listener.cancelled() or listener.exception() is not None:
+        return {"type": "http.disconnect"}
+    return listener.result()
 
 
 def _replay(messages: list[dict], receive):

@@ -54,12 +54,13 @@ fi
 # uvicorn: Daphne could not keep up with mass SSE connects in our measurements.
 # No access log unless ACCESS_LOG=true: a line per request costs the web
 # process CPU at an on-sale, and the proxy in front logs requests anyway.
-# Idle connections are kept WEB_KEEPALIVE_SECONDS (20), longer than clients
-# and proxies keep theirs (uvicorn's own 5 s lets a client, late by a second
-# under load, send a request down a connection the server is closing).
+# Idle connections are kept WEB_KEEPALIVE_SECONDS (75), longer than the
+# proxy in front keeps its own (nginx's upstream keep-alive and AWS ALB's
+# idle timeout are 60 s): uvicorn's own 5 s lets a client or proxy, late by
+# a second under load, send a request down a connection the server is closing.
 .venv/bin/uvicorn config.asgi:application --host "${HOST:-127.0.0.1}" --port "$PORT" \
   --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --timeout-graceful-shutdown 2 \
-  --timeout-keep-alive "${WEB_KEEPALIVE_SECONDS:-20}" \
+  --timeout-keep-alive "${WEB_KEEPALIVE_SECONDS:-75}" \
   $([ "${ACCESS_LOG:-false}" = true ] || echo --no-access-log) &
 pids+=($!)
 DB_POOL=false .venv/bin/celery -A config worker --queues admission,celery --loglevel "${CELERY_LOG_LEVEL:-warning}" --concurrency "${CELERY_CONCURRENCY:-2}" &

@@ -256,3 +256,47 @@ def test_requests_run_on_threads_kept_per_slot_not_a_new_thread_each():
     assert 1 <= len(ran_on["checkout"]) <= 3
     assert len(ran_on["health"]) == 1
     assert not ran_on["general"] & ran_on["checkout"]
+
+
+def test_a_client_that_leaves_while_waiting_for_a_slot_does_not_get_one():
+    """Once a view is on a thread it runs to the end: a join nobody waits for would take a scarce slot."""
+    ran = []
+
+    async def app(scope, receive, send):
+        ran.append(scope["client"])
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    shedding = LoadShedding(app, concurrency=1, queue=10, wait_seconds=5)
+
+    def request(name: str, *, leaves_after: float | None):
+        sent = []
+        messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(leaves_after if leaves_after is not None else 3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/api/v1/events/1/queue/", "method": "POST", "client": name}
+        return shedding(scope, receive, send), sent
+
+    async def main():
+        first, first_sent = request("first", leaves_after=None)
+        gone, gone_sent = request("gone", leaves_after=0.05)
+        stays, stays_sent = request("stays", leaves_after=None)
+        tasks = [asyncio.ensure_future(first)]
+        await asyncio.sleep(0.01)
+        tasks += [asyncio.ensure_future(gone), asyncio.ensure_future(stays)]
+        await asyncio.gather(*tasks)
+        return first_sent, gone_sent, stays_sent
+
+    first_sent, gone_sent, stays_sent = asyncio.run(main())
+    assert ran == ["first", "stays"]
+    assert gone_sent == []
+    assert first_sent[0]["status"] == stays_sent[0]["status"] == 200
