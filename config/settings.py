@@ -245,6 +245,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's default config gives "django" a console handler of its own
+        # (with DEBUG on): every 4xx was printed twice, once without a time.
+        "django": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         # The Stripe SDK logs every API call at INFO.
         "stripe": {"level": "WARNING"},

@@ -23,18 +23,22 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--fans", type=int, required=True)
+        parser.add_argument("--fans", type=int, required=True, help="fan accounts to create and drive through the sale")
         parser.add_argument("--tickets", type=int, help="capacity of the new event (not with --event)")
         parser.add_argument("--event", type=int, help="sell this existing event instead of creating one")
-        parser.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
+        parser.add_argument(
+            "--base-url",
+            default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
+            help="the running site (default: http://127.0.0.1:$PORT, as make run starts it)",
+        )
         parser.add_argument("--stripe-url", default="", help="the local Stripe server (default: STRIPE_API_BASE)")
         parser.add_argument("--concurrency", type=int, help="fans with a connection open at once (default: all)")
         parser.add_argument("--abandon", type=_fraction, default=0.1, help="share of fans who never pay")
         parser.add_argument("--decline", type=_fraction, default=0.1, help="share paying with a declined card")
         parser.add_argument("--late-pay", type=_fraction, default=0.05, help="share paying after the hold expired")
-        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same fans' plans")
         parser.add_argument("--report", default="reports/onsale", help="directory for the report and chart")
-        parser.add_argument("--max-per-order", type=int, default=4)
+        parser.add_argument("--max-per-order", type=int, default=4, help="tickets per booking at most (a new event)")
         parser.add_argument("--on-sale-in", type=float, default=5.0, help="seconds until a new event opens")
         parser.add_argument("--early", type=_fraction, default=0.3, help="share of fans joining before on-sale")
         parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the others arrive")
