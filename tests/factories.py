@@ -53,3 +53,28 @@ def admit_directly(*, event, fans) -> list[str]:
         )
         tokens.append(sign_token(token_id=token.id, event_id=event.pk, fan_id=fan.pk))
     return tokens
+
+
+def join_and_admit(*, event, fan) -> str:
+    """Put the fan in line and run the admitter until they are in; returns the
+    signed access token.
+
+    A running test stack's admission tick may hold the room (the admitter
+    skips a locked room) after reading the line before this fan joined; it
+    admits nobody then, so the admitter runs again here instead of the test
+    failing on that timing.
+    """
+    import time
+
+    from waitlist import services
+    from waitlist.selectors import get_entry, queue_status
+
+    services.join_queue(event=event, fan=fan)
+    deadline = time.monotonic() + 10
+    while True:
+        services.admit_fans(event_id=event.pk)
+        status = queue_status(entry=get_entry(event=event, fan=fan))
+        if status["status"] == "admitted":
+            return status["access_token"]
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)

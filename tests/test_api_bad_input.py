@@ -29,11 +29,10 @@ from rest_framework.test import APIClient
 from bookings.models import Booking
 from payments import gateway
 from payments.models import StripeEvent
-from tests.factories import FanFactory, make_event
+from tests.factories import FanFactory, join_and_admit, make_event
 from ticketing.models import Event, InventoryBucket
 from waitlist import services as waitlist
 from waitlist.models import AccessToken, QueueEntry, WaitingRoom
-from waitlist.selectors import queue_status
 from waitlist.tokens import SALT, sign_token
 
 pytestmark = pytest.mark.django_db
@@ -131,12 +130,7 @@ def post_raw(c: APIClient, url: str, body, content_type: str = "application/json
 
 
 def admitted_token(event, fan) -> str:
-    entry, _ = waitlist.join_queue(event=event, fan=fan)
-    waitlist.admit_fans(event_id=event.pk)
-    entry.refresh_from_db()
-    status = queue_status(entry=entry)
-    assert status["status"] == "admitted", status
-    return status["access_token"]
+    return join_and_admit(event=event, fan=fan)
 
 
 def token_row(signed: str) -> AccessToken:

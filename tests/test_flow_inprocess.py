@@ -5,21 +5,14 @@ import pytest
 
 from bookings import services as bookings
 from bookings.models import Booking
-from tests.factories import FanFactory, make_event
+from tests.factories import FanFactory, join_and_admit, make_event
 from ticketing.selectors import event_inventory
-from waitlist import services as waitlist
-from waitlist.selectors import queue_status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def admitted_token(event, fan) -> str:
-    entry, _ = waitlist.join_queue(event=event, fan=fan)
-    waitlist.admit_fans(event_id=event.pk)
-    entry.refresh_from_db()
-    status = queue_status(entry=entry)
-    assert status["status"] == "admitted", status
-    return status["access_token"]
+    return join_and_admit(event=event, fan=fan)
 
 
 def test_book_pay_and_sell(local_stripe):

@@ -19,11 +19,10 @@ from django.utils import timezone
 from bookings import services as booking_services
 from bookings.models import Booking
 from payments import gateway
-from tests.factories import FanFactory, make_event
+from tests.factories import FanFactory, join_and_admit, make_event
 from ticketing.selectors import event_inventory
 from waitlist import services as queue_services
 from waitlist.models import AccessToken, QueueEntry
-from waitlist.selectors import get_entry, queue_status
 from waitlist.tokens import read_token
 
 PASSWORD = "correct horse battery"
@@ -80,11 +79,7 @@ def other_fan(db):
 
 def admit(*, event, fan) -> str:
     """Put the fan in line and let them in; returns their signed access token."""
-    queue_services.join_queue(event=event, fan=fan)
-    queue_services.admit_fans(event_id=event.pk)
-    status = queue_status(entry=get_entry(event=event, fan=fan))
-    assert status["status"] == "admitted"
-    return status["access_token"]
+    return join_and_admit(event=event, fan=fan)
 
 
 def make_booking(*, event, fan, quantity: int = 2) -> Booking:

@@ -66,13 +66,44 @@ def join_queue(*, event: Event, fan) -> tuple[QueueEntry, bool]:
     if entry is not None:
         return _requeue(entry=entry, room=room)
 
-    number = _next_numbers(room, 1)[0] if room.opened_at else None
-    with transaction.atomic():
-        entry, created = QueueEntry.objects.get_or_create(event=event, fan=fan, defaults={"number": number})
-    if created and number is not None and number <= room.serving_number + 1:
+    entry = _insert_entry(room=room, fan_id=fan.pk)
+    if entry is None:  # a concurrent join by the same fan created the place
+        return QueueEntry.objects.get(event=event, fan=fan), False
+    if entry.number is not None and entry.number <= room.serving_number + 1:
         # The line was empty ahead of this fan: no need to wait for the tick.
         broadcast.wake_admitter(event_id=event.pk)
-    return entry, created
+    return entry, True
+
+
+# A first join is the hot write at an on-sale: one round trip, the number
+# drawn by the same statement once the sale is open (before, the pre-queue
+# is numbered by the shuffle at opening). The (event, fan) unique constraint
+# makes concurrent joins create one place; any other conflict still raises.
+_INSERT_ENTRY_SQL = """
+INSERT INTO waitlist_queueentry (event_id, fan_id, number, state, joined_at)
+VALUES (%s, %s, CASE WHEN %s THEN nextval(%s) END, 'waiting', %s)
+ON CONFLICT (event_id, fan_id) DO NOTHING
+RETURNING id, number, joined_at
+"""
+
+
+def _insert_entry(*, room: WaitingRoom, fan_id: int) -> QueueEntry | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_ENTRY_SQL, [room.event_id, fan_id, room.opened_at is not None, room.sequence_name, timezone.now()]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry_id, number, joined_at = row
+    return QueueEntry(
+        id=entry_id,
+        event_id=room.event_id,
+        fan_id=fan_id,
+        number=number,
+        state=QueueEntry.State.WAITING,
+        joined_at=joined_at,
+    )
 
 
 def _entry_finished(entry: QueueEntry) -> bool:
