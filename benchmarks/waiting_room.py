@@ -222,6 +222,8 @@ def free_port() -> int:
 
 
 def bench_connections(fans: int) -> dict:
+    from django.conf import settings
+
     from waitlist import broadcast
 
     event_id, fan_ids = line_of_fans(waiting=fans, capacity=fans * 4)
@@ -250,7 +252,9 @@ def bench_connections(fans: int) -> dict:
             text=True,
         )
         opened = json.loads(client.stdout.readline())
-        time.sleep(2)  # settle, then weigh
+        # Settle, then weigh. Waiting out the far-position interval too means
+        # the advance below is due on every screen, however far back.
+        time.sleep(max(2.0, settings.SSE_FAR_POSITION_SECONDS))
         per_connection = (rss_kb(server.pid) - baseline) / fans
         t0 = time.time()
         broadcast.room_update(event_id=event_id, serving=1, rate=50.0)

@@ -219,6 +219,14 @@ SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 SSE_RETRY_MS = env.int("SSE_RETRY_MS", default=3000)
 # Room news (the line moved) reaches an event's streams at most this often.
 SSE_ROOM_NEWS_SECONDS = env.float("SSE_ROOM_NEWS_SECONDS", default=1.0)
+# Fans far back in a long line get a position frame at most every
+# SSE_FAR_POSITION_SECONDS: at 20,000 fans, a frame to every stream each
+# second took two thirds of the web processes' CPU away from checkout. Fans
+# near the front (at most SSE_NEAR_POSITIONS places or SSE_NEAR_ETA_SECONDS
+# from their turn) see every move; admission, expiry and close are never held.
+SSE_FAR_POSITION_SECONDS = env.float("SSE_FAR_POSITION_SECONDS", default=5.0)
+SSE_NEAR_POSITIONS = env.int("SSE_NEAR_POSITIONS", default=100)
+SSE_NEAR_ETA_SECONDS = env.int("SSE_NEAR_ETA_SECONDS", default=60)
 # How often each ASGI process re-reads the serving number of the rooms its
 # fans watch: the longest a broadcast lost with Redis can delay a screen.
 SSE_REFRESH_SECONDS = env.float("SSE_REFRESH_SECONDS", default=5.0)

@@ -57,3 +57,84 @@ def test_bookings_wake_the_admitter_at_once_then_once_at_the_end_of_each_interva
         broadcast.checkout_place_freed(event_id=7)
     # Run times: 100.0 at once; 100.25 for the bookings at .1 and .2; 100.5 for .3; 101.0 at once.
     assert [round(at + after, 2) for at, after in wakes] == [100.0, 100.25, 100.5, 101.0]
+
+
+def far_and_near_screens(monkeypatch, clock: list[float]):
+    """Live connections with their frames captured, numbers 5000 and 50, serving 0."""
+    from waitlist import consumers
+    from waitlist.models import QueueEntry
+    from waitlist.selectors import waiting_position
+
+    monkeypatch.setattr(consumers.time, "monotonic", lambda: clock[0])
+
+    def screen(number: int):
+        conn = consumers.QueueStreamConsumer()
+        conn.event_id, conn.fan_id, conn.number, conn.state = 7, number, number, QueueEntry.State.WAITING
+        conn.status = {"status": "waiting", **waiting_position(number=number, serving=0, rate=0.0)}
+        conn.shown_at, conn.last_id, conn.live, conn.writer, conn.queued = clock[0], 0, True, None, None
+        conn.frames = []
+
+        async def send_text(text):
+            conn.frames.append(text)
+
+        conn._send_text = send_text
+        conn._reload_soon = lambda: conn.frames.append("reload")
+        return conn
+
+    return screen(5000), screen(50)
+
+
+def positions(conn) -> list:
+    import json
+
+    return [json.loads(f.split("data: ")[1])["position"] if f != "reload" else f for f in conn.frames]
+
+
+def test_far_back_fans_see_a_move_at_most_every_interval_and_near_fans_every_move(monkeypatch, settings):
+    settings.SSE_FAR_POSITION_SECONDS = 5.0
+    settings.SSE_NEAR_POSITIONS = 100
+    settings.SSE_NEAR_ETA_SECONDS = 60
+    clock = [1000.0]
+
+    async def main():
+        far, near = far_and_near_screens(monkeypatch, clock)
+        for at, serving, rate in [(1001, 10, 1.0), (1002, 20, 1.0), (1005, 30, 1.0), (1006, 40, 1.0), (1007, 45, 1.0)]:
+            clock[0] = at
+            for conn in (far, near):
+                conn.on_room_news({"event": 7, "serving": serving, "rate": rate})
+            await asyncio.sleep(0)
+        # The line speeds up: the far fan's turn is now within a minute, so every move shows.
+        for at, serving in [(1008, 100), (1008.5, 200)]:
+            clock[0] = at
+            far.on_room_news({"event": 7, "serving": serving, "rate": 100.0})
+            await asyncio.sleep(0)
+        near.on_room_news({"event": 7, "serving": 50, "rate": 1.0})  # the near fan's turn
+        await asyncio.sleep(0)
+        return far, near
+
+    far, near = asyncio.run(main())
+    # Held back at 1001 and 1002 (under 5 s since the last frame), shown at 1005; 1006-1007 held back.
+    assert positions(far)[:1] == [4970]
+    assert positions(far)[1:] == [4900, 4800], "within a minute of their turn a fan sees every move"
+    assert positions(near) == [40, 30, 20, 10, 5, "reload"]
+
+
+def test_a_pause_reaches_a_far_back_fan_at_once(monkeypatch, settings):
+    settings.SSE_FAR_POSITION_SECONDS = 5.0
+    clock = [1000.0]
+
+    async def main():
+        far, _ = far_and_near_screens(monkeypatch, clock)
+        clock[0] = 1001
+        far.on_room_news({"event": 7, "serving": 10, "rate": 1.0, "paused": True})
+        await asyncio.sleep(0)
+        clock[0] = 1002
+        far.on_room_news({"event": 7, "serving": 10, "rate": 1.0, "paused": False})
+        await asyncio.sleep(0)
+        return far
+
+    far = asyncio.run(main())
+    import json
+
+    shown = [json.loads(f.split("data: ")[1]) for f in far.frames]
+    assert [(s["paused"], s["position"], s["eta_seconds"]) for s in shown] == [(True, 4990, None), (False, 4990, 4989)]

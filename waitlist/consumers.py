@@ -4,7 +4,9 @@ Each connection keeps its fan's queue number and gets the room's news from
 its process's hub (waitlist.live). From a broadcast of the serving number it
 works out the fan's new position without touching the database; it reads
 Postgres only on connect, when its fan is reached, on news about its fan,
-and when a token runs out.
+and when a token runs out. Fans far back in a long line see their position
+move at most every SSE_FAR_POSITION_SECONDS (settings say why); their turn,
+a pause and a close reach them at once.
 
 Writes never block the hub's loop over connections: each frame is sent by a
 short task, and a client too slow to take it gets only the latest status
@@ -72,6 +74,7 @@ class QueueStreamConsumer(AsyncConsumer):
             return
         self.number, self.state = place.number, place.state
         self.status = place_status(place)
+        self.shown_at = time.monotonic()
         self.last_id = self._last_event_id()
         self.writer: asyncio.Task | None = None
         self.queued: str | None = None
@@ -129,10 +132,26 @@ class QueueStreamConsumer(AsyncConsumer):
         )
         shown = self.status
         # Reopened after a sell-out, moved up, paused or resumed; never shown moving back.
-        if shown["status"] != "waiting" or shown["position"] is None or fields["position"] < shown["position"]:
+        if shown["status"] != "waiting" or shown["position"] is None:
             self._show({**shown, "status": "waiting", **fields})
-        elif fields["paused"] != shown.get("paused"):
-            self._show({**shown, "paused": fields["paused"], "eta_seconds": fields["eta_seconds"]})
+            return
+        moved_up = fields["position"] < shown["position"]
+        if fields["paused"] != shown.get("paused"):  # shown at once, wherever the fan is
+            self._show({**shown, **(fields if moved_up else {k: fields[k] for k in ("paused", "eta_seconds")})})
+        elif moved_up and self._position_due(fields):
+            self._show({**shown, **fields})
+
+    def _position_due(self, fields: dict) -> bool:
+        """Whether a move up is shown now: at once near the front, at most every
+        SSE_FAR_POSITION_SECONDS further back. A move held back here is shown
+        with later news (the hub brings the room's news at least every
+        SSE_REFRESH_SECONDS), so a far screen is never more than that late."""
+        if fields["position"] <= settings.SSE_NEAR_POSITIONS:
+            return True
+        eta = fields["eta_seconds"]
+        if eta is not None and eta <= settings.SSE_NEAR_ETA_SECONDS:
+            return True
+        return time.monotonic() - self.shown_at >= settings.SSE_FAR_POSITION_SECONDS
 
     def on_fan_news(self) -> None:
         self._reload_soon()
@@ -187,6 +206,7 @@ class QueueStreamConsumer(AsyncConsumer):
 
     def _show(self, status: dict) -> None:
         self.status = status
+        self.shown_at = time.monotonic()
         self._push(self._status_frame())
 
     def _push(self, text: str) -> None:
