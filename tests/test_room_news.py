@@ -72,6 +72,7 @@ def far_and_near_screens(monkeypatch, clock: list[float]):
         conn.event_id, conn.fan_id, conn.number, conn.state = 7, number, number, QueueEntry.State.WAITING
         conn.status = {"status": "waiting", **waiting_position(number=number, serving=0, rate=0.0)}
         conn.shown_at, conn.last_id, conn.live, conn.writer, conn.queued = clock[0], 0, True, None, None
+        conn.held_move, conn.held_timer = None, None
         conn.frames = []
 
         async def send_text(text):
@@ -138,3 +139,27 @@ def test_a_pause_reaches_a_far_back_fan_at_once(monkeypatch, settings):
 
     shown = [json.loads(f.split("data: ")[1]) for f in far.frames]
     assert [(s["paused"], s["position"], s["eta_seconds"]) for s in shown] == [(True, 4990, None), (False, 4990, 4989)]
+
+
+def test_a_held_back_move_is_shown_when_due_even_if_the_line_stops(monkeypatch, settings):
+    settings.SSE_FAR_POSITION_SECONDS = 5.0
+    clock = [1000.0]  # the event loop's clock too: its timers fire as it moves
+
+    async def main():
+        far, _ = far_and_near_screens(monkeypatch, clock)
+        clock[0] = 1001
+        far.on_room_news({"event": 7, "serving": 10, "rate": 1.0})  # the last news: the line stops
+        clock[0] = 1002
+        far.on_room_news({"event": 7, "serving": 12, "rate": 1.0})
+        for at in (1003, 1004.9):
+            clock[0] = at
+            await asyncio.sleep(0)
+        before_due = list(far.frames)
+        clock[0] = 1005.01
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return far, before_due
+
+    far, before_due = asyncio.run(main())
+    assert before_due == []
+    assert positions(far) == [4988], "the latest held move, once 5 s after the last frame"

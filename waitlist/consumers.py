@@ -81,6 +81,9 @@ class QueueStreamConsumer(AsyncConsumer):
         self.reloading = False
         self.reload_again = False
         self.expiry_timer: asyncio.TimerHandle | None = None
+        # A move up not shown yet (fan far back), and the timer that shows it.
+        self.held_move: dict | None = None
+        self.held_timer: asyncio.TimerHandle | None = None
         await self.send(
             {
                 "type": "http.response.start",
@@ -103,8 +106,9 @@ class QueueStreamConsumer(AsyncConsumer):
     async def http_disconnect(self, message):
         if hasattr(self, "live"):  # the stream was open
             self.live = False
-            if self.expiry_timer:
-                self.expiry_timer.cancel()
+            for timer in (self.expiry_timer, self.held_timer):
+                if timer:
+                    timer.cancel()
             await hub().remove(self)
         raise StopConsumer()
 
@@ -138,14 +142,15 @@ class QueueStreamConsumer(AsyncConsumer):
         moved_up = fields["position"] < shown["position"]
         if fields["paused"] != shown.get("paused"):  # shown at once, wherever the fan is
             self._show({**shown, **(fields if moved_up else {k: fields[k] for k in ("paused", "eta_seconds")})})
-        elif moved_up and self._position_due(fields):
-            self._show({**shown, **fields})
+        elif moved_up:
+            if self._position_due(fields):
+                self._show({**shown, **fields})
+            else:
+                self._hold_move(fields)
 
     def _position_due(self, fields: dict) -> bool:
         """Whether a move up is shown now: at once near the front, at most every
-        SSE_FAR_POSITION_SECONDS further back. A move held back here is shown
-        with later news (the hub brings the room's news at least every
-        SSE_REFRESH_SECONDS), so a far screen is never more than that late."""
+        SSE_FAR_POSITION_SECONDS further back."""
         if fields["position"] <= settings.SSE_NEAR_POSITIONS:
             return True
         eta = fields["eta_seconds"]
@@ -204,9 +209,35 @@ class QueueStreamConsumer(AsyncConsumer):
         delay = parse_datetime(self.status["token_expires_at"]).timestamp() - time.time() + 0.5
         self.expiry_timer = asyncio.get_running_loop().call_later(max(delay, 0), self._reload_soon)
 
+    def _hold_move(self, fields: dict) -> None:
+        # Shown when due even if no more news comes (the line stopped).
+        self.held_move = fields
+        if self.held_timer is None:
+            due = self.shown_at + settings.SSE_FAR_POSITION_SECONDS - time.monotonic()
+            self.held_timer = asyncio.get_running_loop().call_later(max(due, 0), self._show_held_move)
+
+    def _show_held_move(self) -> None:
+        self.held_timer = None
+        fields, self.held_move = self.held_move, None
+        shown = self.status
+        if not (fields and self.live and self.state == WAITING and shown["status"] == "waiting"):
+            return
+        if shown["position"] is not None and fields["position"] < shown["position"]:
+            # A pause shown since the move was held keeps its own flag and ETA.
+            same_pause = fields["paused"] == shown.get("paused")
+            self._show({**shown, **(fields if same_pause else {k: fields[k] for k in ("position", "ahead")})})
+
     def _show(self, status: dict) -> None:
         self.status = status
         self.shown_at = time.monotonic()
+        if self.held_timer is not None:
+            # A move still ahead of this frame (one that only paused, say)
+            # waits a full interval from it; any other is now shown or moot.
+            self.held_timer.cancel()
+            self.held_timer = None
+            held, self.held_move = self.held_move, None
+            if held and status.get("position") is not None and held["position"] < status["position"]:
+                self._hold_move(held)
         self._push(self._status_frame())
 
     def _push(self, text: str) -> None:
