@@ -178,6 +178,8 @@ def test_staff_editing_a_limit_mid_sale_keep_the_admitters_work(staff_client):
     saved = WaitingRoom.objects.get(pk=room.pk)
     assert (saved.admissions_per_minute, saved.checkout_limit) == (30, 40)
     assert (saved.serving_number, saved.admission_rate, saved.paused) == (3, 2.5, True)
+    # The measured rate is kept per second (the ETA divides by it) and shown per minute.
+    assert b"150 fans/min" in staff_client.get("/admin/waitlist/waitingroom/").content
 
 
 @pytest.mark.parametrize("bad", ["-1", "abc", "1.5", "2147483648", ""])

@@ -125,6 +125,19 @@ def test_event_detail_offers_the_waiting_room(client, event):
     assert "csrfmiddlewaretoken" in html
 
 
+def test_event_detail_says_when_every_ticket_is_held_not_sold(client, event):
+    from django.db.models import F
+
+    from ticketing.models import InventoryBucket
+
+    InventoryBucket.objects.filter(event=event).update(held=F("available"), available=0)
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    assert "0 of 10 (10 held while fans pay)" in html
+    assert "Every ticket is held by fans paying for them right now" in html
+    assert "Join the waiting room" in html
+
+
 def test_event_detail_of_a_missing_event_is_404(client, db):
     assert client.get(reverse("event-detail", args=[999999])).status_code == 404
 

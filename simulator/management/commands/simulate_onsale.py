@@ -33,22 +33,48 @@ class Command(BaseCommand):
         )
         parser.add_argument("--stripe-url", default="", help="the local Stripe server (default: STRIPE_API_BASE)")
         parser.add_argument("--concurrency", type=int, help="fans with a connection open at once (default: all)")
-        parser.add_argument("--abandon", type=_fraction, default=0.1, help="share of fans who never pay")
-        parser.add_argument("--decline", type=_fraction, default=0.1, help="share paying with a declined card")
-        parser.add_argument("--late-pay", type=_fraction, default=0.05, help="share paying after the hold expired")
-        parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same fans' plans")
-        parser.add_argument("--report", default="reports/onsale", help="directory for the report and chart")
-        parser.add_argument("--max-per-order", type=int, default=4, help="tickets per booking at most (a new event)")
-        parser.add_argument("--on-sale-in", type=float, default=5.0, help="seconds until a new event opens")
-        parser.add_argument("--early", type=_fraction, default=0.3, help="share of fans joining before on-sale")
-        parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the others arrive")
+        parser.add_argument(
+            "--abandon", type=_fraction, default=0.1, help="share of fans who never pay (default %(default)s)"
+        )
+        parser.add_argument(
+            "--decline", type=_fraction, default=0.1, help="share paying with a declined card (default %(default)s)"
+        )
+        parser.add_argument(
+            "--late-pay", type=_fraction, default=0.05, help="share paying after the hold expired (default %(default)s)"
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=1,
+            help="random seed: the same seed gives the same fans' plans (default %(default)s)",
+        )
+        parser.add_argument(
+            "--report", default="reports/onsale", help="directory for the report and chart (default %(default)s)"
+        )
+        parser.add_argument(
+            "--max-per-order",
+            type=int,
+            default=4,
+            help="tickets per booking at most (a new event) (default %(default)s)",
+        )
+        parser.add_argument(
+            "--on-sale-in", type=float, default=5.0, help="seconds until a new event opens (default %(default)s)"
+        )
+        parser.add_argument(
+            "--early", type=_fraction, default=0.3, help="share of fans joining before on-sale (default %(default)s)"
+        )
+        parser.add_argument(
+            "--ramp", type=float, default=5.0, help="seconds over which the others arrive (default %(default)s)"
+        )
         parser.add_argument("--processes", type=int, help="crowd processes (default: one per 5,000 fans, up to cores)")
         parser.add_argument(
             "--checkout-limit",
             type=int,
             help="most admitted fans not yet booked at once: set on the event's waiting room (default: leave it)",
         )
-        parser.add_argument("--max-wait", type=float, default=900.0, help="seconds a fan waits in line at most")
+        parser.add_argument(
+            "--max-wait", type=float, default=900.0, help="seconds a fan waits in line at most (default %(default)s)"
+        )
 
     def handle(self, *args, **o):
         if o["fans"] < 1:
