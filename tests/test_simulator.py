@@ -71,3 +71,15 @@ def test_small_onsale_with_every_behaviour_sells_exactly_the_capacity(stack_fact
 
     assert json.loads((tmp_path / "onsale-report.json").read_text())["invariants"]["result"] == "PASS"
     assert (tmp_path / "onsale-chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_logged_progress_line_is_not_repeated_while_nothing_moves():
+    from simulator.management.commands.simulate_onsale import LoggedProgress
+
+    clock, written = [0.0], []
+    show = LoggedProgress(written.append, clock=lambda: clock[0])
+    for at, counts in [(0, "a"), (1, "b"), (2, "b"), (4, "b"), (20, "b"), (32, "b"), (33, "c"), (34, "d")]:
+        clock[0] = at
+        show(f"{at:+7.1f} s  {counts}")
+    # Moved: at once, then at most every 2 s; unchanged: every 30 s only.
+    assert written == ["   +0.0 s  a", "   +2.0 s  b", "  +32.0 s  b", "  +34.0 s  d"]

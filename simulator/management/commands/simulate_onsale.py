@@ -1,3 +1,4 @@
+import math
 import os
 import time
 from decimal import Decimal
@@ -102,17 +103,14 @@ class Command(BaseCommand):
             checkout_limit=o["checkout_limit"],
             price=Decimal("49.50"),
         )
-        live = self.stdout.isatty()
-        last_logged = [0.0]
+        if self.stdout.isatty():
 
-        def show(line: str) -> None:
-            # One line rewritten in place on a terminal; a line every 2 s in a log.
-            if live:
+            def show(line: str) -> None:  # one line, rewritten in place
                 self.stdout.write("\r" + line, ending="")
                 self.stdout.flush()
-            elif time.monotonic() - last_logged[0] >= 2:
-                last_logged[0] = time.monotonic()
-                self.stdout.write(line)
+
+        else:
+            show = LoggedProgress(self.stdout.write)
 
         try:
             report = simulate_onsale(options=options, say=self.stdout.write, show=show)
@@ -120,3 +118,20 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if report["invariants"]["result"] != "PASS":
             raise CommandError("invariant check FAILED (see the report above)")
+
+
+class LoggedProgress:
+    """The progress line in a log: at most every 2 s when the counts moved,
+    and every 30 s when they did not (waiting for holds to run out), so a
+    quiet stretch shows the run is alive without repeating itself."""
+
+    def __init__(self, write, clock=time.monotonic):
+        self._write, self._clock = write, clock
+        self._at, self._counts = -math.inf, None
+
+    def __call__(self, line: str) -> None:
+        counts = line.split(" s  ", 1)[-1]  # the line without its elapsed time
+        quiet = self._clock() - self._at
+        if quiet >= 30 or (quiet >= 2 and counts != self._counts):
+            self._at, self._counts = self._clock(), counts
+            self._write(line)
