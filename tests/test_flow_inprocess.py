@@ -57,3 +57,26 @@ def test_reservation_spanning_buckets_consolidates(local_stripe, settings):
     assert booking.quantity == 4
     inv = event_inventory(event_id=event.pk)
     assert (inv.capacity, inv.available, inv.held) == (4, 0, 4)
+
+
+def test_a_first_join_returns_the_stored_place_numbered_once_the_sale_is_open():
+    from waitlist import services as waitlist
+    from waitlist.models import QueueEntry, WaitingRoom
+
+    early_event = make_event(on_sale_in=3600)
+    early, created = waitlist.join_queue(event=early_event, fan=FanFactory())
+    assert created and early.number is None, "before the sale opens, the pre-queue has no numbers"
+
+    event = make_event()
+    WaitingRoom.objects.filter(event=event).update(opened_at=event.on_sale_at, paused=True)  # open, nobody admitted
+    first, second = FanFactory(), FanFactory()
+    a, a_created = waitlist.join_queue(event=event, fan=first)
+    b, _ = waitlist.join_queue(event=event, fan=second)
+    again, again_created = waitlist.join_queue(event=event, fan=first)
+
+    assert a_created and not again_created and again.pk == a.pk
+    assert (a.number, b.number) == (1, 2)
+    stored = QueueEntry.objects.get(pk=a.pk)
+    assert (stored.fan_id, stored.number, stored.state, stored.joined_at) == (first.pk, 1, "waiting", a.joined_at)
+    assert not a._state.adding, "built as a loaded row: saving it updates, never inserts a second place"
+    assert QueueEntry.objects.filter(event=event).count() == 2

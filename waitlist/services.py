@@ -83,8 +83,8 @@ _INSERT_ENTRY_SQL = """
 INSERT INTO waitlist_queueentry (event_id, fan_id, number, state, joined_at)
 VALUES (%s, %s, CASE WHEN %s THEN nextval(%s) END, 'waiting', %s)
 ON CONFLICT (event_id, fan_id) DO NOTHING
-RETURNING id, number, joined_at
-"""
+RETURNING {columns}
+""".replace("{columns}", ", ".join(field.column for field in QueueEntry._meta.concrete_fields))
 
 
 def _insert_entry(*, room: WaitingRoom, fan_id: int) -> QueueEntry | None:
@@ -93,17 +93,8 @@ def _insert_entry(*, room: WaitingRoom, fan_id: int) -> QueueEntry | None:
             _INSERT_ENTRY_SQL, [room.event_id, fan_id, room.opened_at is not None, room.sequence_name, timezone.now()]
         )
         row = cursor.fetchone()
-    if row is None:
-        return None
-    entry_id, number, joined_at = row
-    return QueueEntry(
-        id=entry_id,
-        event_id=room.event_id,
-        fan_id=fan_id,
-        number=number,
-        state=QueueEntry.State.WAITING,
-        joined_at=joined_at,
-    )
+    # Built as loaded from the database (not as a new, unsaved instance).
+    return None if row is None else QueueEntry.from_db(connection.alias, None, row)
 
 
 def _entry_finished(entry: QueueEntry) -> bool:
