@@ -31,34 +31,32 @@ def _kind(key: str) -> str:
     return key.split(":", 1)[0]
 
 
-def _index(store: resources.Store) -> dict[str, dict]:
-    if not hasattr(store, "by_kind"):
-        store.by_kind = {}
-        for key, value in dict.items(store):
-            store.by_kind.setdefault(_kind(key), {})[key] = value
-    return store.by_kind
+# localstripe has one store; the index starts from what it holds now.
+_by_kind: dict[str, dict] = {}
+for _key, _value in dict.items(resources.store):
+    _by_kind.setdefault(_kind(_key), {})[_key] = _value
 
 
 def _set(self, key, value):
     dict.__setitem__(self, key, value)
-    _index(self).setdefault(_kind(key), {})[key] = value
+    _by_kind.setdefault(_kind(key), {})[key] = value
 
 
 def _delete(self, key):
     dict.__delitem__(self, key)
-    _index(self).get(_kind(key), {}).pop(key, None)
+    _by_kind.get(_kind(key), {}).pop(key, None)
 
 
 def _clear(self):
     dict.clear(self)
-    _index(self).clear()
+    _by_kind.clear()
 
 
 def _list_all(cls, url, limit=None, starting_after=None, **kwargs):
     if kwargs:
         raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
     listing = resources.List(url, limit=limit, starting_after=starting_after)
-    listing._list = list(_index(resources.store).get(cls.object, {}).values())
+    listing._list = list(_by_kind.get(cls.object, {}).values())
     return listing
 
 
