@@ -487,6 +487,9 @@ def assert_stream_error(response: dict, status: int, code: str) -> None:
 @pytest.mark.parametrize("authorization", [None, "Token not-a-real-key"])
 def test_queue_stream_needs_authentication(event, fan, authorization):
     waitlist.join_queue(event=event, fan=fan)
+    # A test stack running in this session ticks the admitter over this
+    # database: paused, it cannot open the sale or admit the fan mid-request.
+    WaitingRoom.objects.filter(event=event).update(paused=True)
     with changes_nothing():
         response = stream(f"{queue_url(event.pk)}stream/", authorization)
     assert_stream_error(response, 401, "not_authenticated")
