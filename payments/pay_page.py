@@ -30,7 +30,7 @@ OUTCOMES = {
     "processing": (messages.INFO, "Your payment is processing. This page updates when it completes."),
     "requires_payment_method": (
         messages.ERROR,
-        "Your card was declined, so your tickets went back on sale. You can try another card now: "
+        "Your card was declined, so your tickets are going back on sale. You can try another card now: "
         "if tickets are left when it goes through they are yours, otherwise you are refunded in full.",
     ),
     "requires_action": (

@@ -263,6 +263,18 @@ def test_waiting_room_after_booking_points_to_the_bookings(site, fan, event):
     assert reverse("booking-list") in response.content.decode()
 
 
+def test_joining_again_with_a_live_booking_says_why_nothing_changed(site, fan, event):
+    make_booking(event=event, fan=fan)
+    entry_before = QueueEntry.objects.get(event=event, fan=fan)
+
+    response = site.post(reverse("queue-join", args=[event.pk]), follow=True)
+
+    assert response.context["view_state"] == "booked"
+    assert "still held or paid" in response.content.decode()
+    entry_after = QueueEntry.objects.get(event=event, fan=fan)
+    assert (entry_after.state, entry_after.number) == (entry_before.state, entry_before.number)
+
+
 def test_waiting_room_requires_login(client, event):
     url = reverse("waiting-room", args=[event.pk])
     response = client.get(url)
@@ -519,7 +531,7 @@ def test_a_declined_card_says_so(site, fan, event, stripe_fake):
     )
 
     assert stripe_fake.payments[0]["exp_year"] == NEXT_YEAR
-    assert messages_of(response)[0].startswith("Your card was declined, so your tickets went back on sale.")
+    assert messages_of(response)[0].startswith("Your card was declined, so your tickets are going back on sale.")
 
 
 @pytest.mark.parametrize(

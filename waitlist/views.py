@@ -12,6 +12,7 @@ from ticketing.errors import ServiceError
 from ticketing.models import Event
 from waitlist import services
 from waitlist.api import QueueThrottle
+from waitlist.models import QueueEntry
 from waitlist.selectors import get_entry, queue_status
 
 
@@ -41,10 +42,16 @@ def join(request, event_id: int):
     if refused := too_many_moves(request, event):
         return refused
     try:
-        services.join_queue(event=event, fan=request.user)
+        entry, _ = services.join_queue(event=event, fan=request.user)
     except ServiceError as exc:
         messages.error(request, exc.detail)
         return redirect("event-detail", event_id=event.pk)
+    if entry.state == QueueEntry.State.BOOKED:
+        # The page offers "Join the line again" for a booking that ended
+        # without tickets; say why this one did not put the fan back in line.
+        messages.info(
+            request, "Your booking from this turn is still held or paid, so you cannot join the line again for now."
+        )
     return redirect("waiting-room", event_id=event.pk)
 
 
