@@ -17,6 +17,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
 from config.asgi_auth import TokenAuthMiddleware  # noqa: E402
+from config.checkout_load import CheckoutMeter  # noqa: E402
 from config.load_shedding import Lanes  # noqa: E402
 from waitlist.consumers import QueueStreamConsumer  # noqa: E402
 
@@ -36,6 +37,7 @@ application = ProtocolTypeRouter(
                         general_concurrency=settings.WEB_GENERAL_CONCURRENCY,
                         queue=settings.WEB_QUEUE,
                         wait_seconds=settings.WEB_QUEUE_SECONDS,
+                        checkout_meter=CheckoutMeter(),
                     ),
                 ),
             ]

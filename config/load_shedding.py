@@ -25,6 +25,7 @@ import json
 import logging
 import random
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
@@ -54,7 +55,7 @@ HEALTH_THREADS = 4
 class Lanes:
     """Route each request to the webhook, checkout or general lane."""
 
-    def __init__(self, app, *, general_concurrency: int | None = None, **limits):
+    def __init__(self, app, *, general_concurrency: int | None = None, checkout_meter=None, **limits):
         self.webhooks = LoadShedding(app, **limits)
         self.checkout = LoadShedding(app, **limits)
         # Python threads have no priorities: a lane's share of the process's
@@ -64,13 +65,21 @@ class Lanes:
         self.general = LoadShedding(app, **general)
         self.app = app
         self.health_threads = KeptThreads(HEALTH_THREADS, name="health")
+        # How quickly checkout answers paces admission (config.checkout_load).
+        self.checkout_meter = checkout_meter
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if path == "/healthz":
             return await self.health_threads.run(self.app, scope, receive, send)
         lane = self.webhooks if WEBHOOKS.match(path) else self.checkout if CHECKOUT.match(path) else self.general
-        return await lane(scope, receive, send)
+        if lane is not self.checkout or self.checkout_meter is None or scope["type"] != "http":
+            return await lane(scope, receive, send)
+        started = time.monotonic()
+        try:
+            return await lane(scope, receive, send)
+        finally:
+            self.checkout_meter.record(seconds=time.monotonic() - started)
 
 
 class KeptThreads:

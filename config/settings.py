@@ -147,6 +147,18 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ROUTES = {"waitlist.tasks.*": {"queue": "admission"}}
 # Safety nets for lost wake-ups and lost countdown tasks.
 ADMISSION_TICK_SECONDS = env.float("ADMISSION_TICK_SECONDS", default=2.0)
+# Admission paced by checkout (waitlist.pacing): under the room's checkout
+# limit, the window of admitted fans who have not booked yet narrows while
+# more than CHECKOUT_SLOW_SHARE of checkout's requests over the last
+# CHECKOUT_LOAD_SECONDS took longer than CHECKOUT_SLOW_SECONDS, and widens
+# while checkout is quick and the window is in use.
+CHECKOUT_PACING = env.bool("CHECKOUT_PACING", default=True)
+CHECKOUT_SLOW_SECONDS = env.float("CHECKOUT_SLOW_SECONDS", default=0.25)
+CHECKOUT_SLOW_SHARE = env.float("CHECKOUT_SLOW_SHARE", default=0.05)
+CHECKOUT_LOAD_SECONDS = env.int("CHECKOUT_LOAD_SECONDS", default=3)
+CHECKOUT_WINDOW_START = env.int("CHECKOUT_WINDOW_START", default=50)
+CHECKOUT_WINDOW_MIN = env.int("CHECKOUT_WINDOW_MIN", default=20)
+CHECKOUT_WINDOW_STEP_SECONDS = env.float("CHECKOUT_WINDOW_STEP_SECONDS", default=1.0)
 HOLD_SWEEP_SECONDS = env.float("HOLD_SWEEP_SECONDS", default=15.0)
 CELERY_BEAT_SCHEDULE = {
     "admission-tick": {

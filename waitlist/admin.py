@@ -15,6 +15,7 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "paused",
         "admissions_per_minute",
         "checkout_limit",
+        "checkout_window",
         "serving_number",
         "waiting",
         "admitted",
@@ -27,6 +28,7 @@ class WaitingRoomAdmin(admin.ModelAdmin):
     readonly_fields = (
         "event",
         "paused",
+        "checkout_window",
         "serving_number",
         "opened_at",
         "shuffle_seed",

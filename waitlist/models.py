@@ -31,8 +31,18 @@ class WaitingRoom(models.Model):
     # booking requests at once, and tokens would run out while their holders
     # queue for the booking path.
     checkout_limit = models.PositiveIntegerField(
-        default=1000, help_text="Most admitted fans who have not booked yet, at once; 0 for no limit."
+        default=1000,
+        help_text="Most admitted fans who have not booked yet, at once; 0 for no limit. Under it, admission slows "
+        "by itself while checkout answers slowly (the checkout window).",
     )
+    # Under that limit, the window checkout can serve quickly now, found by
+    # the admitter (waitlist.pacing); 0 until the sale's first admission.
+    checkout_window = models.PositiveIntegerField(
+        "checkout window now",
+        default=0,
+        help_text="Set by the admitter: as many as checkout serves quickly now, up to the checkout limit.",
+    )
+    checkout_window_at = models.DateTimeField(null=True, blank=True)
     # Under that cap: the moment up to which admission credit has been spent.
     rate_credit_at = models.DateTimeField(null=True, blank=True)
     # Smoothed fans admitted per second, for the ETA shown to waiting fans.

@@ -20,6 +20,7 @@ from ticketing.models import Event
 from ticketing.selectors import event_inventory, event_status
 from waitlist import broadcast
 from waitlist.models import AccessToken, QueueEntry, WaitingRoom
+from waitlist.pacing import checkout_window
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,9 @@ def admit_fans(*, event_id: int) -> int:
     One admitter at a time per event: the room row is locked with SKIP LOCKED,
     so a second admitter returns at once instead of admitting anyone twice.
     Admits at most (available tickets - unused live tokens) fans, since each
-    admitted fan takes at least one ticket, and never more than the room's
-    checkout limit of unused live tokens at once. Returns how many were
-    admitted.
+    admitted fan takes at least one ticket, and never more unused live
+    tokens at once than the checkout window (waitlist.pacing) under the
+    room's checkout limit. Returns how many were admitted.
     """
     now = timezone.now()
     with transaction.atomic(durable=True):
@@ -191,8 +192,9 @@ def admit_fans(*, event_id: int) -> int:
             event_id=event_id, used_at__isnull=True, expires_at__gt=usable_after, entry__state=QueueEntry.State.ADMITTED
         ).count()
         budget = inventory.available - outstanding
-        if room.checkout_limit:
-            budget = min(budget, room.checkout_limit - outstanding)
+        window = checkout_window(room=room, outstanding=outstanding, now=now)
+        if window is not None:
+            budget = min(budget, window - outstanding)
         if room.admissions_per_minute:
             budget = min(budget, _rate_allowance(room=room, now=now))
         if budget <= 0:
