@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ticketing.errors import Conflict, NotFound
@@ -104,12 +105,18 @@ def _entry_finished(entry: QueueEntry) -> bool:
     if entry.state == QueueEntry.State.ADMITTED:
         return not AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=timezone.now()).exists()
     if entry.state == QueueEntry.State.BOOKED:
-        from bookings.models import Booking
-
-        return not Booking.objects.filter(
-            access_token__entry=entry, status__in=[Booking.Status.PROCESSING, Booking.Status.SUCCEEDED]
-        ).exists()
+        return not QueueEntry.objects.filter(pk=entry.pk).filter(_holds_a_live_booking()).exists()
     return False
+
+
+def _holds_a_live_booking() -> Q:
+    """Entries whose turn became a booking that still holds or has bought its tickets."""
+    from bookings.models import Booking
+
+    live = Booking.objects.filter(
+        access_token__entry=OuterRef("pk"), status__in=[Booking.Status.PROCESSING, Booking.Status.SUCCEEDED]
+    )
+    return Q(state=QueueEntry.State.BOOKED) & Exists(live)
 
 
 def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> tuple[QueueEntry, bool]:
@@ -128,6 +135,12 @@ def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> tuple[QueueEntry, bool]
     return entry, bool(updated)
 
 
+_NOT_IN_LINE_BOOKED = (
+    "You are no longer in line: your turn became a booking that is still held or paid. "
+    "Cancel the booking if you want to give its tickets back."
+)
+
+
 def leave_queue(*, event: Event, fan) -> None:
     """Leave the line; an unused access token dies with the place. Idempotent-ish: 404 once gone."""
     # Lock order as in a reservation: the access token, then the queue entry.
@@ -135,18 +148,27 @@ def leave_queue(*, event: Event, fan) -> None:
         entry = QueueEntry.objects.filter(event=event, fan=fan).exclude(state=QueueEntry.State.LEFT).first()
         if entry is None:
             raise NotFound("You are not in line for this event.", code="not_in_queue")
+        if entry.state == QueueEntry.State.BOOKED and not _entry_finished(entry):
+            # Leaving would free the fan to join again and hold a second
+            # order while this one lives (max_per_order is per turn).
+            raise NotFound(_NOT_IN_LINE_BOOKED, code="not_in_queue")
         # Dead at once, also within the clock-skew leeway a reservation allows
         # (else a quick rejoin and readmission would revive it).
         now = timezone.now()
         revoked = now - timedelta(seconds=settings.ACCESS_TOKEN_LEEWAY_SECONDS + 1)
         AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=revoked).update(expires_at=revoked)
+        # Statement by statement (read committed): a booking that took the
+        # token before the update above is committed and seen here.
         left = (
             QueueEntry.objects.filter(pk=entry.pk)
             .exclude(state=QueueEntry.State.LEFT)
+            .exclude(_holds_a_live_booking())
             .update(state=QueueEntry.State.LEFT)
         )
         if not left:
-            raise NotFound("You are not in line for this event.", code="not_in_queue")
+            booked = QueueEntry.objects.filter(pk=entry.pk).filter(_holds_a_live_booking()).exists()
+            detail = _NOT_IN_LINE_BOOKED if booked else "You are not in line for this event."
+            raise NotFound(detail, code="not_in_queue")
         # Streams open in the fan's other tabs or devices stop showing the place.
         event_id, fan_id = entry.event_id, entry.fan_id
         transaction.on_commit(lambda: broadcast.fan_changed(event_id=event_id, fan_id=fan_id))
