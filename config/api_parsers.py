@@ -1,15 +1,38 @@
 """JSON bodies that cannot be handled are a 400, whatever their shape."""
 
+import codecs
+import json
+
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+from rest_framework.utils.json import strict_constant
+
+
+def _object_with_unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    # {"quantity": 9, "quantity": 1} means 1 to Python and 9 to a proxy or
+    # firewall that reads the first: refuse it rather than guess.
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears more than once")
+        seen[key] = value
+    return seen
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's parser only maps ValueError to 400; very deep nesting raises
-    RecursionError, which would be a 500."""
+    """DRF's JSON parser, plus: a key given twice in one object is a 400, and
+    very deep nesting (RecursionError, else a 500) is a 400 too."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return super().parse(stream, media_type, parser_context)
+            return json.load(
+                codecs.getreader(encoding)(stream),
+                object_pairs_hook=_object_with_unique_keys,
+                parse_constant=strict_constant if self.strict else None,
+            )
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None

@@ -181,6 +181,11 @@ NOT_A_JSON_OBJECT = [
     pytest.param("42", id="number"),
     pytest.param("true", id="boolean"),
     pytest.param("null", id="null"),
+    pytest.param(
+        '{"email": "a@example.com", "email": "b@example.com", "password": "correct horse battery"}',
+        id="duplicate-key",
+    ),
+    pytest.param('{"email": "a@example.com", "x": {"k": 1, "k": 2}}', id="duplicate-key-nested"),
 ]
 
 
@@ -742,6 +747,36 @@ def test_booking_with_the_token_of_a_place_given_up_is_403(event, api, admitted,
     with changes_nothing():
         response = api.post(BOOKINGS, {"event": event.pk, "quantity": 2, "access_token": admitted}, format="json")
     assert_error(response, 403, "invalid_token")
+
+
+@transactional
+@pytest.mark.parametrize("order", ["9 then 1", "1 then 9"])
+def test_a_booking_with_a_key_given_twice_is_400_whichever_comes_first(event, api, admitted, order):
+    first, last = order.split(" then ")
+    body = f'{{"event": {event.pk}, "quantity": {first}, "quantity": {last}, "access_token": "{admitted}"}}'
+    with changes_nothing():
+        response = post_raw(api, BOOKINGS, body)
+    assert_error(response, 400, "invalid")
+    assert "quantity" in response.json()["detail"]
+
+
+@transactional
+def test_leaving_while_the_turns_booking_lives_is_404_and_gives_no_second_turn(event, api, admitted, local_stripe):
+    """Leave-and-rejoin must not turn one admission into several live orders."""
+    booked = api.post(BOOKINGS, {"event": event.pk, "quantity": 4, "access_token": admitted}, format="json")
+    assert booked.status_code == 201
+    with changes_nothing():
+        response = api.delete(queue_url(event.pk))
+    assert_error(response, 404, "not_in_queue")
+    assert "still held or paid" in response.json()["detail"]
+    rejoined = api.post(queue_url(event.pk))
+    assert (rejoined.status_code, rejoined.json()["status"]) == (200, "booked")
+    assert QueueEntry.objects.get(event=event).state == QueueEntry.State.BOOKED
+
+    # Once the booking gives its tickets back, the fan may leave (and later join again).
+    assert api.post(f"{BOOKINGS}{booked.json()['id']}/cancel/").status_code == 200
+    assert api.delete(queue_url(event.pk)).status_code == 204
+    assert api.post(queue_url(event.pk)).status_code == 201
 
 
 @transactional
