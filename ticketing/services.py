@@ -5,9 +5,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils.text import slugify
 
+from ticketing.errors import Conflict
 from ticketing.models import Event, InventoryBucket
+from waitlist import broadcast
 from waitlist.services import create_waiting_room
 
 
@@ -63,23 +66,46 @@ def create_inventory(*, event: Event) -> None:
     )
 
 
-@transaction.atomic
-def add_tickets(*, event: Event, count: int) -> None:
-    """Staff: put `count` more tickets on sale (into the emptiest bucket's row).
+def change_tickets(*, event_id: int, by: int) -> None:
+    """Staff: put `by` more tickets on sale, or withdraw `-by` unsold available ones.
 
-    Locks the event row so two staff edits cannot lose an update; the bucket
-    constraint keeps the counts adding up.
+    Held and sold tickets never move. Locks the event row (no key update:
+    bookings being inserted meanwhile only need a key share on it, so they
+    neither wait nor deadlock), then the buckets in index order as a
+    consolidation does. Raises Conflict, changing nothing, when fewer than
+    `-by` tickets are available. A deferred database trigger refuses any
+    commit where the event's capacity is not the sum of its buckets'.
     """
-    from django.db.models import F
+    if by == 0:
+        return
+    # Not durable: the admin calls this inside the change form's transaction.
+    with transaction.atomic():
+        Event.objects.select_for_update(no_key=True).only("pk").get(pk=event_id)
+        buckets = list(InventoryBucket.objects.select_for_update().filter(event_id=event_id).order_by("index"))
+        if by > 0:
+            emptiest = min(buckets, key=lambda b: (b.available, b.index))
+            _move_capacity(bucket_id=emptiest.pk, by=by)
+        else:
+            available = sum(b.available for b in buckets)
+            if available < -by:
+                raise Conflict(
+                    f"Only {available} tickets are available to withdraw; held and sold tickets stay.",
+                    code="not_enough_tickets",
+                )
+            wanted = -by
+            for bucket in sorted(buckets, key=lambda b: (-b.available, b.index)):
+                taken = min(bucket.available, wanted)
+                if taken:
+                    _move_capacity(bucket_id=bucket.pk, by=-taken)
+                wanted -= taken
+        Event.objects.filter(pk=event_id).update(capacity=F("capacity") + by)
+        if by > 0:
+            # Tickets on sale again (after a sell-out, say): let the next fans in.
+            transaction.on_commit(lambda: broadcast.wake_admitter(event_id=event_id))
 
-    if count <= 0:
-        raise ValueError("count must be positive")
-    Event.objects.select_for_update().get(pk=event.pk)
-    bucket = InventoryBucket.objects.filter(event=event).order_by("available", "index").first()
-    InventoryBucket.objects.filter(pk=bucket.pk).update(
-        capacity=F("capacity") + count, available=F("available") + count
-    )
-    Event.objects.filter(pk=event.pk).update(capacity=F("capacity") + count)
+
+def _move_capacity(*, bucket_id: int, by: int) -> None:
+    InventoryBucket.objects.filter(pk=bucket_id).update(capacity=F("capacity") + by, available=F("available") + by)
 
 
 def _unique_slug(name: str) -> str:
