@@ -57,7 +57,8 @@ class Lanes:
 
     def __init__(self, app, *, general_concurrency: int | None = None, checkout_meter=None, **limits):
         self.webhooks = LoadShedding(app, **limits)
-        self.checkout = LoadShedding(app, **limits)
+        # How quickly checkout answers paces admission (config.checkout_load).
+        self.checkout = LoadShedding(app, meter=checkout_meter, **limits)
         # Python threads have no priorities: a lane's share of the process's
         # CPU is its share of the running requests. Fewer slots for the
         # crowd's joins and page views leave checkout more of it.
@@ -65,21 +66,13 @@ class Lanes:
         self.general = LoadShedding(app, **general)
         self.app = app
         self.health_threads = KeptThreads(HEALTH_THREADS, name="health")
-        # How quickly checkout answers paces admission (config.checkout_load).
-        self.checkout_meter = checkout_meter
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if path == "/healthz":
             return await self.health_threads.run(self.app, scope, receive, send)
         lane = self.webhooks if WEBHOOKS.match(path) else self.checkout if CHECKOUT.match(path) else self.general
-        if lane is not self.checkout or self.checkout_meter is None or scope["type"] != "http":
-            return await lane(scope, receive, send)
-        started = time.monotonic()
-        try:
-            return await lane(scope, receive, send)
-        finally:
-            self.checkout_meter.record(seconds=time.monotonic() - started)
+        return await lane(scope, receive, send)
 
 
 class KeptThreads:
@@ -105,8 +98,9 @@ class KeptThreads:
 
 
 class LoadShedding:
-    def __init__(self, app, *, concurrency: int, queue: int, wait_seconds: float):
+    def __init__(self, app, *, concurrency: int, queue: int, wait_seconds: float, meter=None):
         self.app = app
+        self.meter = meter
         self.concurrency = concurrency
         self.max_waiting = queue
         self.wait_seconds = wait_seconds
@@ -123,6 +117,17 @@ class LoadShedding:
             received = await asyncio.wait_for(_read_body(receive), BODY_SECONDS)
         except TimeoutError:
             return await _answer(send, 408, "timeout", "The request body did not arrive in time.")
+        if self.meter is None:
+            return await self._serve(scope, received, receive, send)
+        # Timed from the whole body on (the wait for a slot included): a
+        # client that trickles its body must not make checkout look slow.
+        started = time.monotonic()
+        try:
+            return await self._serve(scope, received, receive, send)
+        finally:
+            self.meter.record(seconds=time.monotonic() - started)
+
+    async def _serve(self, scope, received: list[dict], receive, send):
         if self._slots.locked() and self.waiting >= self.max_waiting:
             return await self._busy(send)
         # A client that gives up while waiting for a slot must not get one:

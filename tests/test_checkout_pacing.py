@@ -101,6 +101,32 @@ def test_only_the_checkout_lane_is_metered_with_its_wait_for_a_slot():
     assert (load.requests, load.slow) == (2, 1)
 
 
+def test_a_client_that_trickles_its_body_does_not_make_checkout_look_slow():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    meter = CheckoutMeter()
+    lanes = Lanes(app, concurrency=1, queue=10, wait_seconds=5, checkout_meter=meter)
+    chunks = [(0.0, b'{"event": 1, ', True), (0.6, b'"quantity": 1}', False)]
+
+    async def main():
+        async def receive():
+            delay, body, more = chunks.pop(0)
+            await asyncio.sleep(delay)
+            return {"type": "http.request", "body": body, "more_body": more}
+
+        async def send(message):
+            pass
+
+        await lanes({"type": "http", "path": "/api/v1/bookings/", "method": "POST"}, receive, send)
+        await meter._flusher
+
+    asyncio.run(main())
+    load = recent_checkout_load(seconds=3, now=time.time() + 1)
+    assert (load.requests, load.slow) == (1, 0)
+
+
 def test_the_window_narrows_by_a_third_while_checkout_is_slow_but_not_below_the_floor():
     room = an_open_room(window=60)
     checkout_answered(*[0.05] * 90, *[0.5] * 10)  # 10% slow: over the 5% allowed
