@@ -1,6 +1,7 @@
 """Reserving tickets, paying for them and ending holds.
 
-Lock order everywhere: access token, then booking, then inventory bucket.
+Lock order everywhere: access token, then booking, then inventory bucket
+(a late payment locks the fan's queue entry between booking and bucket).
 No Stripe call is made while any of these rows is locked: reserve, commit,
 call out, then re-check under a short lock.
 """
@@ -237,7 +238,21 @@ def record_payment_succeeded(*, booking_id: int) -> Booking:
 
 
 def _take_late_payment(*, booking: Booking) -> None:
-    bucket_id = inventory.take_tickets(event_id=booking.event_id, quantity=booking.quantity, into="sold")
+    # A fan who has moved on to a new turn, or holds another live order for
+    # the event, gets the money back: retaking tickets here would give them
+    # two orders from two turns (max_per_order is per turn).
+    entry = QueueEntry.objects.select_for_update().filter(event_id=booking.event_id, fan_id=booking.fan_id).first()
+    in_a_new_turn = entry is not None and entry.state in (QueueEntry.State.WAITING, QueueEntry.State.ADMITTED)
+    another_order = (
+        Booking.objects.filter(
+            event_id=booking.event_id, fan_id=booking.fan_id, status__in=[Status.PROCESSING, Status.SUCCEEDED]
+        )
+        .exclude(pk=booking.pk)
+        .exists()
+    )
+    bucket_id = None
+    if not (in_a_new_turn or another_order):
+        bucket_id = inventory.take_tickets(event_id=booking.event_id, quantity=booking.quantity, into="sold")
     if bucket_id is not None:
         Booking.objects.filter(pk=booking.pk).update(
             status=Status.SUCCEEDED,
@@ -246,6 +261,10 @@ def _take_late_payment(*, booking: Booking) -> None:
             late_payment=True,
             finished_at=timezone.now(),
         )
+        if entry is not None:
+            # The turn ends in this order again (a fan who left after the
+            # decline cannot join again while it lives).
+            QueueEntry.objects.filter(pk=entry.pk).update(state=QueueEntry.State.BOOKED)
         event_id, fan_id = booking.event_id, booking.fan_id
         transaction.on_commit(lambda: _tickets_sold(event_id=event_id, fan_id=fan_id))
     else:

@@ -87,3 +87,51 @@ def test_late_payment_after_resale_is_refunded_exactly_once(local_stripe, monkey
     assert other.status == "succeeded"
     inv = event_inventory(event_id=event.pk)
     assert (inv.available, inv.held, inv.sold) == (0, 0, 2)
+
+
+def test_a_late_payment_from_an_earlier_turn_is_refunded_once_the_fan_is_in_a_new_one(local_stripe, monkeypatch):
+    """Declined (or expired), back in line, booked and paid again: money for
+    the first order must not buy a second set of tickets."""
+    from waitlist import services as waitlist
+
+    event = make_event(tickets=10, max_per_order=4)
+    fan = FanFactory()
+    (first_token,) = admit_directly(event=event, fans=[fan])
+    first = expired_with_open_intent(event, fan, first_token, 4, monkeypatch)
+    entry, _ = waitlist.join_queue(event=event, fan=fan)  # a new turn: back of the line
+    assert entry.state == "waiting"
+
+    pay(first)
+    assert deliver(intent_event("payment_intent.succeeded", first.payment_intent_id)).status_code == 200
+    sweep_overdue_holds()
+
+    first.refresh_from_db()
+    assert (first.status, first.late_payment) == ("refunded", True)
+    assert [r["id"] for r in local_stripe.get(f"/v1/refunds?payment_intent={first.payment_intent_id}")["data"]] == [
+        first.refund_id
+    ]
+    inv = event_inventory(event_id=event.pk)
+    assert (inv.available, inv.held, inv.sold) == (10, 0, 0)
+
+
+def test_a_late_payment_after_leaving_takes_the_tickets_and_the_turn_back(local_stripe, monkeypatch):
+    from waitlist import services as waitlist
+    from waitlist.models import QueueEntry
+
+    event = make_event(tickets=10, max_per_order=4)
+    fan = FanFactory()
+    (token,) = admit_directly(event=event, fans=[fan])
+    booking = expired_with_open_intent(event, fan, token, 4, monkeypatch)
+    waitlist.leave_queue(event=event, fan=fan)  # allowed: the hold is over
+
+    pay(booking)
+    assert deliver(intent_event("payment_intent.succeeded", booking.payment_intent_id)).status_code == 200
+
+    booking.refresh_from_db()
+    assert (booking.status, booking.late_payment) == ("succeeded", True)
+    assert QueueEntry.objects.get(event=event, fan=fan).state == "booked"
+    # Joining again finds the turn that ended in this order, not a new one.
+    entry, created = waitlist.join_queue(event=event, fan=fan)
+    assert (entry.state, created) == ("booked", False)
+    inv = event_inventory(event_id=event.pk)
+    assert (inv.available, inv.held, inv.sold) == (6, 0, 4)
