@@ -296,3 +296,60 @@ def test_the_site_pages_share_the_per_fan_limit_on_joining_and_leaving(client, m
     assert refused.status_code == 303 and int(refused["Retry-After"]) > 0
     entry = QueueEntry.objects.get(event=event, fan=fan)
     assert (entry.state, entry.number) == (QueueEntry.State.LEFT, number_before), "the refused join changed nothing"
+
+
+def test_a_leave_that_waits_for_a_booking_in_flight_sees_it_and_is_refused():
+    """Found by a hostile review: the fan's old token (expired within the
+    leeway) is locked elsewhere, so the leave waits; meanwhile the fan is
+    admitted again and books with the new token. The leave must see that
+    booking once it gets the entry, not mark a booked turn `left`."""
+    from bookings import reservation
+
+    event = make_event(tickets=20, max_per_order=2)
+    WaitingRoom.objects.filter(event=event).update(opened_at=timezone.now())
+    fan = FanFactory()
+    (old_token,) = admit_directly(event=event, fans=[fan])
+    old = AccessToken.objects.get(fan=fan, event=event)
+    AccessToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timezone.timedelta(seconds=2))
+    assert waitlist.join_queue(event=event, fan=fan)[0].state == QueueEntry.State.WAITING
+
+    outcome = {}
+
+    def leave():
+        try:
+            waitlist.leave_queue(event=event, fan=fan)
+            outcome["leave"] = "left"
+        except ServiceError as exc:
+            outcome["leave"] = exc.code
+        finally:
+            connection.close()
+
+    with psycopg.connect(**stream_reads._conninfo()) as holder, psycopg.connect(**stream_reads._conninfo()) as booker:
+        holder.execute("SELECT 1 FROM waitlist_accesstoken WHERE id = %s FOR UPDATE", [old.pk])
+        leaving = threading.Thread(target=leave)
+        leaving.start()
+        time.sleep(0.5)  # the leave now waits for the old token
+        assert leaving.is_alive()
+        # Readmitted, as the admitter would (a test stack's tick may do it first).
+        entry = QueueEntry.objects.get(event=event, fan=fan)
+        QueueEntry.objects.filter(pk=entry.pk).update(state=QueueEntry.State.ADMITTED, admitted_at=timezone.now())
+        new = AccessToken.objects.create(
+            entry=entry,
+            event=event,
+            fan=fan,
+            issued_at=timezone.now(),
+            expires_at=timezone.now() + timezone.timedelta(minutes=5),
+        )
+        params = reservation._statement_params(event=event, fan_id=fan.pk, quantity=2, token_id=new.pk)
+        params["first_bucket"] = 0
+        assert booker.execute(reservation._RESERVE_IN_ONE_STATEMENT, params).fetchone() is not None
+        holder.rollback()  # the leave moves on to the entry, which the booking holds
+        time.sleep(0.5)
+        assert leaving.is_alive()
+        booker.commit()
+    leaving.join(10)
+
+    assert outcome == {"leave": "not_in_queue"}
+    assert QueueEntry.objects.get(event=event, fan=fan).state == QueueEntry.State.BOOKED
+    assert Booking.objects.get(event=event, fan=fan).status == "processing"
+    assert waitlist.join_queue(event=event, fan=fan)[1] is False

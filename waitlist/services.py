@@ -157,18 +157,18 @@ def leave_queue(*, event: Event, fan) -> None:
         now = timezone.now()
         revoked = now - timedelta(seconds=settings.ACCESS_TOKEN_LEEWAY_SECONDS + 1)
         AccessToken.objects.filter(entry=entry, used_at__isnull=True, expires_at__gt=revoked).update(expires_at=revoked)
-        # Statement by statement (read committed): a booking that took the
-        # token before the update above is committed and seen here.
-        left = (
-            QueueEntry.objects.filter(pk=entry.pk)
-            .exclude(state=QueueEntry.State.LEFT)
-            .exclude(_holds_a_live_booking())
-            .update(state=QueueEntry.State.LEFT)
-        )
-        if not left:
-            booked = QueueEntry.objects.filter(pk=entry.pk).filter(_holds_a_live_booking()).exists()
-            detail = _NOT_IN_LINE_BOOKED if booked else "You are not in line for this event."
-            raise NotFound(detail, code="not_in_queue")
+        # The entry locked first, then checked by a statement of its own: in
+        # an UPDATE that had to wait for the row, Postgres re-checks the row
+        # but a subquery still reads from before the wait, and would miss a
+        # booking committed meanwhile (one made with a token issued after
+        # the tokens above were revoked). A booking still to come waits for
+        # this lock and then finds the entry left.
+        current = QueueEntry.objects.select_for_update().filter(pk=entry.pk).values_list("state", flat=True).first()
+        if current in (None, QueueEntry.State.LEFT):
+            raise NotFound("You are not in line for this event.", code="not_in_queue")
+        if QueueEntry.objects.filter(pk=entry.pk).filter(_holds_a_live_booking()).exists():
+            raise NotFound(_NOT_IN_LINE_BOOKED, code="not_in_queue")
+        QueueEntry.objects.filter(pk=entry.pk).update(state=QueueEntry.State.LEFT)
         # Streams open in the fan's other tabs or devices stop showing the place.
         event_id, fan_id = entry.event_id, entry.fan_id
         transaction.on_commit(lambda: broadcast.fan_changed(event_id=event_id, fan_id=fan_id))
