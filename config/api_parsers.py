@@ -4,7 +4,7 @@ import codecs
 import json
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
@@ -21,11 +21,21 @@ def _object_with_unique_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, plus: a key given twice in one object is a 400, and
-    very deep nesting (RecursionError, else a 500) is a 400 too."""
+    """DRF's JSON parser, plus: a key given twice in one object is a 400, a
+    charset other than UTF-8 a 415, and very deep nesting (RecursionError,
+    else a 500) a 400 too."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        # JSON is UTF-8 (RFC 8259). Any other charset Python knows would be
+        # honoured otherwise, including codecs that are not text at all
+        # (rot13, zlib, base64: a 500, or a body a proxy reads as noise).
+        try:
+            utf8 = codecs.lookup(encoding).name == "utf-8"
+        except LookupError:
+            utf8 = False
+        if not utf8:
+            raise UnsupportedMediaType(media_type, detail="JSON bodies must be UTF-8 (charset=utf-8 or none).")
         try:
             return json.load(
                 codecs.getreader(encoding)(stream),

@@ -216,6 +216,23 @@ def test_accounts_reject_a_form_encoded_body(fan, anon, url):
     assert_error(response, 415, "unsupported_media_type")
 
 
+@pytest.mark.parametrize("url", [ACCOUNTS, TOKEN])
+@pytest.mark.parametrize("charset", ["rot13", "zlib", "bz2", "base64", "hex", "utf-7", "unicode_escape", "utf-16"])
+def test_a_json_body_in_any_charset_but_utf8_is_415(fan, anon, url, charset):
+    body = '{"email": "new@example.com", "password": "a long enough passphrase"}'
+    with changes_nothing():
+        response = post_raw(anon, url, body, content_type=f"application/json; charset={charset}")
+    assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF8", "utf_8", "no-such-charset"])
+def test_a_json_body_labelled_utf8_in_any_spelling_is_read(anon, charset):
+    """(Django drops a charset it does not know: such a body is read as UTF-8.)"""
+    body = '{"email": "new.fan@example.com", "password": "a long enough passphrase \u00e9"}'
+    response = post_raw(anon, ACCOUNTS, body, content_type=f"application/json; charset={charset}")
+    assert response.status_code == 201, response.content
+
+
 GOOD_EMAIL = "new.fan@example.com"
 GOOD_PASSWORD = "a long enough passphrase"
 
