@@ -168,3 +168,40 @@ def hold(event, quantity: int) -> Booking:
     fan = FanFactory()
     (token,) = admit_directly(event=event, fans=[fan])
     return reservation.reserve_tickets(event=event, fan=fan, quantity=quantity, access_token=token)
+
+
+def test_staff_changing_the_slug_and_tickets_together_do_not_deadlock_a_booking(staff_client):  # noqa: F811
+    """A new slug locks the event row against the key share a booking's
+    insert takes; taken before the tickets change waits for a bucket that
+    booking holds, the two waited on each other (found by a hostile review)."""
+    import psycopg
+
+    from waitlist import stream_reads
+
+    event = make_event(tickets=10)
+    bucket = InventoryBucket.objects.filter(event=event).order_by("index").first()
+    answers = []
+    with psycopg.connect(**stream_reads._conninfo()) as booking:
+        booking.execute("SET lock_timeout = '5s'")
+        # A booking in flight: its bucket taken, its row not inserted yet.
+        booking.execute(
+            "UPDATE ticketing_inventorybucket SET available = available - 1, held = held + 1 WHERE id = %s",
+            [bucket.pk],
+        )
+        form = change_form(event, slug="renamed-show", tickets_change="5")
+        saving = threading.Thread(
+            target=lambda: (
+                answers.append(staff_client.post(f"/admin/ticketing/event/{event.pk}/change/", form)),
+                connection.close(),
+            )
+        )
+        saving.start()
+        time.sleep(0.5)  # the save now waits for the bucket
+        # The booking's insert: a key share on the event row (what its foreign key takes).
+        booking.execute("SELECT 1 FROM ticketing_event WHERE id = %s FOR KEY SHARE", [event.pk])
+        booking.rollback()
+    saving.join(15)
+
+    assert [a.status_code for a in answers] == [302]
+    assert Event.objects.get(pk=event.pk).slug == "renamed-show"
+    assert consistent(event) == (15, 15, 0, 0)

@@ -115,11 +115,10 @@ class EventAdmin(admin.ModelAdmin):
                 super().save_model(request, obj, form, change)
                 services.provision_event(event=obj)
                 return
-            # Only what staff changed: the row's capacity may have moved
-            # since the form was loaded (another edit's tickets).
-            changed = [name for name in form.changed_data if name not in ("tickets_change", "capacity")]
-            if changed:
-                Event.objects.filter(pk=obj.pk).update(**{name: getattr(obj, name) for name in changed})
+            # Tickets first, the other fields after: saving a new slug locks
+            # the event row against the key share a booking's insert needs,
+            # and taken before change_tickets waits for a bucket a booking
+            # holds, that booking and this save would wait on each other.
             by = form.cleaned_data.get("tickets_change") or 0
             try:
                 services.change_tickets(event_id=obj.pk, by=by)
@@ -129,6 +128,11 @@ class EventAdmin(admin.ModelAdmin):
                 if by:
                     verb = "Put" if by > 0 else "Withdrew"
                     self.message_user(request, f"{verb} {abs(by)} tickets {'on sale' if by > 0 else 'from sale'}.")
+            # Only what staff changed: the row's capacity may have moved
+            # since the form was loaded (another edit's tickets).
+            changed = [name for name in form.changed_data if name not in ("tickets_change", "capacity")]
+            if changed:
+                Event.objects.filter(pk=obj.pk).update(**{name: getattr(obj, name) for name in changed})
 
     @admin.action(description="Close the sale (admit and book no more)")
     def close_sale(self, request, queryset):
