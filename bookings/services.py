@@ -237,21 +237,27 @@ def record_payment_succeeded(*, booking_id: int) -> Booking:
     return booking
 
 
-def _take_late_payment(*, booking: Booking) -> None:
-    # A fan who has moved on to a new turn, or holds another live order for
-    # the event, gets the money back: retaking tickets here would give them
-    # two orders from two turns (max_per_order is per turn).
-    entry = QueueEntry.objects.select_for_update().filter(event_id=booking.event_id, fan_id=booking.fan_id).first()
-    in_a_new_turn = entry is not None and entry.state in (QueueEntry.State.WAITING, QueueEntry.State.ADMITTED)
-    another_order = (
+def fan_moved_on(*, booking: Booking, entry: QueueEntry | None) -> bool:
+    """Whether the fan is back in line (`entry`: their place for the event)
+    or holds another live order for the event since `booking`."""
+    if entry is not None and entry.state in (QueueEntry.State.WAITING, QueueEntry.State.ADMITTED):
+        return True
+    return (
         Booking.objects.filter(
             event_id=booking.event_id, fan_id=booking.fan_id, status__in=[Status.PROCESSING, Status.SUCCEEDED]
         )
         .exclude(pk=booking.pk)
         .exists()
     )
+
+
+def _take_late_payment(*, booking: Booking) -> None:
+    # A fan who has moved on to a new turn, or holds another live order for
+    # the event, gets the money back: retaking tickets here would give them
+    # two orders from two turns (max_per_order is per turn).
+    entry = QueueEntry.objects.select_for_update().filter(event_id=booking.event_id, fan_id=booking.fan_id).first()
     bucket_id = None
-    if not (in_a_new_turn or another_order):
+    if not fan_moved_on(booking=booking, entry=entry):
         bucket_id = inventory.take_tickets(event_id=booking.event_id, quantity=booking.quantity, into="sold")
     if bucket_id is not None:
         Booking.objects.filter(pk=booking.pk).update(

@@ -13,9 +13,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from bookings.models import Booking
-from bookings.services import restart_payment
+from bookings.services import fan_moved_on, restart_payment
 from payments import gateway
 from ticketing.errors import Conflict, Forbidden, ServiceError, Unavailable
+from waitlist.models import QueueEntry
 
 
 def check_payable(*, booking: Booking) -> None:
@@ -24,13 +25,21 @@ def check_payable(*, booking: Booking) -> None:
     A `failed` booking (card declined) stays payable until its hold would
     have expired: the PaymentIntent is still open, and money that arrives is
     handled as a late payment (tickets retaken if the pool has them, else
-    refunded).
+    refunded). Not once the fan is back in line or has another order for
+    the event: that money could only be refunded.
     """
     if not booking.payment_intent_id:
         raise Conflict("This booking has no payment to make.", code="not_payable")
     if booking.status == Booking.Status.PROCESSING:
         return
     if booking.status == Booking.Status.FAILED and booking.expires_at > timezone.now():
+        entry = QueueEntry.objects.filter(event_id=booking.event_id, fan_id=booking.fan_id).first()
+        if fan_moved_on(booking=booking, entry=entry):
+            # The money would only be refunded (see _take_late_payment).
+            raise Conflict(
+                "This booking cannot be paid any more: you are back in line or have another order for this event.",
+                code="not_payable",
+            )
         return
     raise Conflict(f"This booking cannot be paid: its status is {booking.status}.", code="not_payable")
 

@@ -135,3 +135,27 @@ def test_a_late_payment_after_leaving_takes_the_tickets_and_the_turn_back(local_
     assert (entry.state, created) == ("booked", False)
     inv = event_inventory(event_id=event.pk)
     assert (inv.available, inv.held, inv.sold) == (6, 0, 4)
+
+
+def test_a_declined_booking_cannot_be_paid_once_the_fan_is_back_in_line(local_stripe):
+    from payments import checkout
+    from ticketing.errors import Conflict
+    from waitlist import services as waitlist
+
+    event = make_event(tickets=10)
+    fan = FanFactory()
+    (token,) = admit_directly(event=event, fans=[fan])
+    booking = bookings.book_tickets(event=event, fan=fan, quantity=2, access_token=token)
+    bookings.record_payment_failed(booking_id=booking.pk)
+    booking.refresh_from_db()
+    checkout.check_payable(booking=booking)  # another card, within the hold: allowed
+
+    waitlist.join_queue(event=event, fan=fan)
+    with pytest.raises(Conflict, match="back in line") as refused:
+        checkout.pay_with_test_card(
+            booking=booking, card_number="4242424242424242", exp_month=12, exp_year=35, cvc="123"
+        )
+    assert refused.value.code == "not_payable"
+    booking.refresh_from_db()
+    assert booking.status == "failed"
+    assert event_inventory(event_id=event.pk).available == 10
