@@ -7,6 +7,8 @@ import time
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bookings import reservation
 from bookings.expiry import batcher
@@ -17,6 +19,7 @@ from ticketing import services
 from ticketing.errors import Conflict
 from ticketing.models import Event, InventoryBucket
 from ticketing.selectors import event_inventory
+from ticketing.services import level_change
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -205,3 +208,44 @@ def test_staff_changing_the_slug_and_tickets_together_do_not_deadlock_a_booking(
     assert [a.status_code for a in answers] == [302]
     assert Event.objects.get(pk=event.pk).slug == "renamed-show"
     assert consistent(event) == (15, 15, 0, 0)
+
+
+def test_a_fan_admitted_when_staff_withdraw_the_last_tickets_is_told_so_and_can_book_once_they_are_back():
+    event = make_event(tickets=4)
+    fan = FanFactory()
+    (token,) = admit_directly(event=event, fans=[fan])
+    services.change_tickets(event_id=event.pk, by=-4)
+    with pytest.raises(Conflict) as refused:
+        reservation.reserve_tickets(event=event, fan=fan, quantity=2, access_token=token)
+    assert refused.value.code == "not_enough_tickets"
+    services.change_tickets(event_id=event.pk, by=5)
+    assert reservation.reserve_tickets(event=event, fan=fan, quantity=2, access_token=token).quantity == 2
+    assert consistent(event) == (5, 3, 2, 0)
+
+
+@given(
+    available=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=16),
+    by=st.integers(min_value=-800, max_value=800),
+)
+def test_a_tickets_change_is_spread_to_leave_the_buckets_as_even_as_it_can(available, by):
+    by = max(by, -sum(available))
+    changes = level_change(available=available, by=by)
+    after = [a + c for a, c in zip(available, changes, strict=True)]
+    assert sum(changes) == by and min(after) >= 0
+    assert all(c >= 0 for c in changes) if by >= 0 else all(c <= 0 for c in changes)
+    # Even: no bucket changed could have been changed less in favour of another.
+    touched = [a for a, c in zip(after, changes, strict=True) if c]
+    if touched and by > 0:
+        assert max(touched) <= min(after) + 1
+    if touched and by < 0:
+        assert min(touched) >= max(after) - 1
+
+
+def test_tickets_put_on_sale_are_spread_over_the_buckets():
+    event = make_event(tickets=16)  # 16 buckets of 1
+    hold(event, 1)
+    services.change_tickets(event_id=event.pk, by=31)  # 15 + 31 = 46 available over 16 buckets
+    assert sorted(InventoryBucket.objects.filter(event=event).values_list("available", flat=True)) == [2] * 2 + [3] * 14
+    services.change_tickets(event_id=event.pk, by=-16)  # 30 left
+    assert sorted(InventoryBucket.objects.filter(event=event).values_list("available", flat=True)) == [1] * 2 + [2] * 14
+    assert consistent(event) == (31, 30, 1, 0)

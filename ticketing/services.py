@@ -73,8 +73,10 @@ def change_tickets(*, event_id: int, by: int) -> None:
     bookings being inserted meanwhile only need a key share on it, so they
     neither wait nor deadlock), then the buckets in index order as a
     consolidation does. Raises Conflict, changing nothing, when fewer than
-    `-by` tickets are available. A deferred database trigger refuses any
-    commit where the event's capacity is not the sum of its buckets'.
+    `-by` tickets are available. The change is spread to even out what the
+    buckets have available (level_change). A deferred database trigger
+    refuses any commit where the event's capacity is not the sum of its
+    buckets'.
     """
     if by == 0:
         return
@@ -82,26 +84,48 @@ def change_tickets(*, event_id: int, by: int) -> None:
     with transaction.atomic():
         Event.objects.select_for_update(no_key=True).only("pk").get(pk=event_id)
         buckets = list(InventoryBucket.objects.select_for_update().filter(event_id=event_id).order_by("index"))
-        if by > 0:
-            emptiest = min(buckets, key=lambda b: (b.available, b.index))
-            _move_capacity(bucket_id=emptiest.pk, by=by)
-        else:
-            available = sum(b.available for b in buckets)
-            if available < -by:
-                raise Conflict(
-                    f"Only {available} tickets are available to withdraw; held and sold tickets stay.",
-                    code="not_enough_tickets",
-                )
-            wanted = -by
-            for bucket in sorted(buckets, key=lambda b: (-b.available, b.index)):
-                taken = min(bucket.available, wanted)
-                if taken:
-                    _move_capacity(bucket_id=bucket.pk, by=-taken)
-                wanted -= taken
+        available = [b.available for b in buckets]
+        if by < 0 and sum(available) < -by:
+            raise Conflict(
+                f"Only {sum(available)} tickets are available to withdraw; held and sold tickets stay.",
+                code="not_enough_tickets",
+            )
+        for bucket, change in zip(buckets, level_change(available=available, by=by), strict=True):
+            if change:
+                _move_capacity(bucket_id=bucket.pk, by=change)
         Event.objects.filter(pk=event_id).update(capacity=F("capacity") + by)
         if by > 0:
             # Tickets on sale again (after a sell-out, say): let the next fans in.
             transaction.on_commit(lambda: broadcast.wake_admitter(event_id=event_id))
+
+
+def level_change(*, available: list[int], by: int) -> list[int]:
+    """Spread a change of `by` tickets over buckets holding `available`, so
+    what is left available is as even as it can be: buckets exist to spread
+    reservations over rows, and a change piled onto one undoes that.
+
+    Additions fill the emptiest buckets first, withdrawals drain the
+    fullest; ties go to the lowest index.
+    """
+    sign = 1 if by > 0 else -1
+    # Withdrawing from the fullest is adding to the emptiest of the negatives.
+    levels = [sign * a for a in available]
+    remaining = abs(by)
+    # The highest water line every bucket can be raised to within `remaining`.
+    low, high = min(levels), min(levels) + remaining
+    while low < high:
+        line = (low + high + 1) // 2
+        if sum(max(0, line - level) for level in levels) <= remaining:
+            low = line
+        else:
+            high = line - 1
+    changes = [max(0, low - level) for level in levels]
+    remaining -= sum(changes)
+    for i in range(len(levels)):  # what is left: one more each, at the line, lowest index first
+        if remaining and levels[i] + changes[i] == low:
+            changes[i] += 1
+            remaining -= 1
+    return [sign * change for change in changes]
 
 
 def _move_capacity(*, bucket_id: int, by: int) -> None:
