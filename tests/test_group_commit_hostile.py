@@ -231,7 +231,7 @@ def _two_live_tokens_for_one_entry(event, fan):
     now = timezone.now()
     AccessToken.objects.filter(fan=fan, event=event).update(expires_at=now - timedelta(seconds=2))
     entry = QueueEntry.objects.get(event=event, fan=fan)
-    assert waitlist._entry_finished(entry)  # so join_queue requeues it
+    assert waitlist.turn_is_over(entry)  # so join_queue requeues it
     QueueEntry.objects.filter(pk=entry.pk).update(state="admitted", admitted_at=now)  # re-admitted
     tok2 = AccessToken.objects.create(
         entry=entry, event=event, fan=fan, issued_at=now, expires_at=now + timedelta(minutes=5)

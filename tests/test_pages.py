@@ -263,6 +263,17 @@ def test_waiting_room_after_booking_points_to_the_bookings(site, fan, event):
     assert reverse("booking-list") in response.content.decode()
 
 
+def test_the_waiting_room_offers_to_join_again_only_once_the_booking_gave_its_tickets_back(site, fan, event):
+    booking = make_booking(event=event, fan=fan)
+    page = site.get(reverse("waiting-room", args=[event.pk])).content.decode()
+    assert "Join the line again</button>" not in page.split('data-show-when="booked"')[1].split("</div>")[0]
+    assert "cancel it to give the tickets back" in page
+
+    booking_services.cancel_booking(booking_id=booking.pk, fan=fan)
+    page = site.get(reverse("waiting-room", args=[event.pk])).content.decode()
+    assert "Join the line again</button>" in page.split('data-show-when="booked"')[1].split("</div>")[0]
+
+
 def test_joining_again_with_a_live_booking_says_why_nothing_changed(site, fan, event):
     make_booking(event=event, fan=fan)
     entry_before = QueueEntry.objects.get(event=event, fan=fan)

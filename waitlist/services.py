@@ -61,7 +61,7 @@ def join_queue(*, event: Event, fan) -> tuple[QueueEntry, bool]:
     The (event, fan) unique constraint makes concurrent joins safe.
     """
     entry = QueueEntry.objects.filter(event=event, fan=fan).first()
-    if entry is not None and not _entry_finished(entry):
+    if entry is not None and not turn_is_over(entry):
         return entry, False
     check_can_join(event=event)
     room = WaitingRoom.objects.get(event=event)
@@ -99,7 +99,9 @@ def _insert_entry(*, room: WaitingRoom, fan_id: int) -> QueueEntry | None:
     return None if row is None else QueueEntry.from_db(connection.alias, None, row)
 
 
-def _entry_finished(entry: QueueEntry) -> bool:
+def turn_is_over(entry: QueueEntry) -> bool:
+    """Whether the fan may join again: they left, their token ran out
+    unused, or their booking ended without tickets."""
     if entry.state == QueueEntry.State.LEFT:
         return True
     if entry.state == QueueEntry.State.ADMITTED:
@@ -136,7 +138,7 @@ def _requeue(*, entry: QueueEntry, room: WaitingRoom) -> tuple[QueueEntry, bool]
 
 
 _NOT_IN_LINE_BOOKED = (
-    "You are no longer in line: your turn became a booking that is still held or paid. "
+    "You cannot leave the line now: your turn became a booking that is still held or paid. "
     "Cancel the booking if you want to give its tickets back."
 )
 
@@ -148,7 +150,7 @@ def leave_queue(*, event: Event, fan) -> None:
         entry = QueueEntry.objects.filter(event=event, fan=fan).exclude(state=QueueEntry.State.LEFT).first()
         if entry is None:
             raise NotFound("You are not in line for this event.", code="not_in_queue")
-        if entry.state == QueueEntry.State.BOOKED and not _entry_finished(entry):
+        if entry.state == QueueEntry.State.BOOKED and not turn_is_over(entry):
             # Leaving would free the fan to join again and hold a second
             # order while this one lives (max_per_order is per turn).
             raise NotFound(_NOT_IN_LINE_BOOKED, code="not_in_queue")

@@ -65,13 +65,17 @@ def waiting_room(request, event_id: int):
         messages.info(request, "You are not in line for this event yet.")
         return redirect("event-detail", event_id=event.pk)
     status = queue_status(entry=entry)
+    state = view_state(status)
     return render(
         request,
         "waitlist/waiting_room.html",
         {
             "event": event,
             "status": status,
-            "view_state": view_state(status),
+            "view_state": state,
+            # A booked turn whose booking still holds or bought tickets: no
+            # "join again" button (joining would be refused).
+            "can_join_again": state == "booked" and services.turn_is_over(entry),
             "quantities": range(1, event.max_per_order + 1),
             "poll_url": reverse("api-queue", kwargs={"event_id": event.pk}),
         },
