@@ -32,15 +32,18 @@ class WaitingRoom(models.Model):
     # queue for the booking path.
     checkout_limit = models.PositiveIntegerField(
         default=1000,
-        help_text="Most admitted fans who have not booked yet, at once; 0 for no limit. Under it, admission slows "
-        "by itself while checkout answers slowly (the checkout window).",
+        help_text="Most admitted fans who have not booked yet, at once (0: no ceiling). Under it the admitter keeps "
+        "its own checkout window: it starts at 50, narrows while checkout answers slowly (never below 20) and "
+        "widens while it is quick and in use. Fans admitted at once = the smaller of the two.",
     )
     # Under that limit, the window checkout can serve quickly now, found by
     # the admitter (waitlist.pacing); 0 until the sale's first admission.
     checkout_window = models.PositiveIntegerField(
         "checkout window now",
         default=0,
-        help_text="Set by the admitter: as many as checkout serves quickly now, up to the checkout limit.",
+        help_text="Set by the admitter: how many admitted fans may be choosing at once now, as many as checkout "
+        "serves quickly (up to the checkout limit). It widens only while it is in use, so an idle room shows "
+        "where it last was.",
     )
     checkout_window_at = models.DateTimeField(null=True, blank=True)
     # Under that cap: the moment up to which admission credit has been spent.

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='waitingroom',
             name='checkout_window',
-            field=models.PositiveIntegerField(default=0, help_text='Set by the admitter: as many as checkout serves quickly now, up to the checkout limit.', verbose_name='checkout window now'),
+            field=models.PositiveIntegerField(default=0, help_text='Set by the admitter: how many admitted fans may be choosing at once now, as many as checkout serves quickly (up to the checkout limit). It widens only while it is in use, so an idle room shows where it last was.', verbose_name='checkout window now'),
         ),
         migrations.AddField(
             model_name='waitingroom',
@@ -23,6 +23,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='waitingroom',
             name='checkout_limit',
-            field=models.PositiveIntegerField(default=1000, help_text='Most admitted fans who have not booked yet, at once; 0 for no limit. Under it, admission slows by itself while checkout answers slowly (the checkout window).'),
+            field=models.PositiveIntegerField(default=1000, help_text='Most admitted fans who have not booked yet, at once (0: no ceiling). Under it the admitter keeps its own checkout window: it starts at 50, narrows while checkout answers slowly (never below 20) and widens while it is quick and in use. Fans admitted at once = the smaller of the two.'),
         ),
     ]
