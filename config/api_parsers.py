@@ -31,14 +31,14 @@ class StrictJSONParser(JSONParser):
         # honoured otherwise, including codecs that are not text at all
         # (rot13, zlib, base64: a 500, or a body a proxy reads as noise).
         try:
-            utf8 = codecs.lookup(encoding).name == "utf-8"
+            utf8 = codecs.lookup(encoding).name in ("utf-8", "ascii")  # ASCII is UTF-8 too
         except LookupError:
             utf8 = False
         if not utf8:
             raise UnsupportedMediaType(media_type, detail="JSON bodies must be UTF-8 (charset=utf-8 or none).")
         try:
             return json.load(
-                codecs.getreader(encoding)(stream),
+                codecs.getreader("utf-8")(stream),
                 object_pairs_hook=_object_with_unique_keys,
                 parse_constant=strict_constant if self.strict else None,
             )
