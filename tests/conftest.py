@@ -113,3 +113,13 @@ def api(fan):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=fan).key}")
     return client
+
+
+@pytest.fixture
+def staff_client(client):
+    """Django's test client, logged in as a superuser (staff in admin)."""
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("staff@example.com", "staff@example.com", "pw")
+    client.force_login(staff)
+    return client

@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from bookings import services as bookings
@@ -14,13 +13,6 @@ from ticketing.models import Event
 from ticketing.selectors import event_inventory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = get_user_model().objects.create_superuser("staff@example.com", "staff@example.com", "pw")
-    client.force_login(staff)
-    return client
 
 
 def test_an_event_created_in_admin_gets_its_inventory_and_waiting_room(staff_client):

@@ -14,7 +14,6 @@ from bookings import reservation
 from bookings.expiry import batcher
 from bookings.models import Booking
 from tests.factories import FanFactory, admit_directly, make_event
-from tests.test_admin import staff_client  # noqa: F401 - fixture
 from ticketing import services
 from ticketing.errors import Conflict
 from ticketing.models import Event, InventoryBucket
@@ -63,7 +62,7 @@ def change_form(event, **changes) -> dict:
     return data
 
 
-def test_staff_put_more_tickets_on_sale_and_withdraw_available_ones_in_admin(staff_client):  # noqa: F811
+def test_staff_put_more_tickets_on_sale_and_withdraw_available_ones_in_admin(staff_client):
     event = make_event(tickets=10)
     hold(event, 3)
     url = f"/admin/ticketing/event/{event.pk}/change/"
@@ -79,7 +78,7 @@ def test_staff_put_more_tickets_on_sale_and_withdraw_available_ones_in_admin(sta
 
 
 @pytest.mark.parametrize("bad", ["-8", "abc", "1.5", "2147483647"])
-def test_staff_get_a_form_error_for_a_bad_tickets_change_and_nothing_changes(staff_client, bad):  # noqa: F811
+def test_staff_get_a_form_error_for_a_bad_tickets_change_and_nothing_changes(staff_client, bad):
     event = make_event(tickets=10)
     hold(event, 3)
     before = consistent(event)
@@ -173,7 +172,7 @@ def hold(event, quantity: int) -> Booking:
     return reservation.reserve_tickets(event=event, fan=fan, quantity=quantity, access_token=token)
 
 
-def test_staff_changing_the_slug_and_tickets_together_do_not_deadlock_a_booking(staff_client):  # noqa: F811
+def test_staff_changing_the_slug_and_tickets_together_do_not_deadlock_a_booking(staff_client):
     """A new slug locks the event row against the key share a booking's
     insert takes; taken before the tickets change waits for a bucket that
     booking holds, the two waited on each other (found by a hostile review)."""
