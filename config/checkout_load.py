@@ -7,9 +7,10 @@ checkout has been answering (waitlist.pacing), so the waiting happens in the
 line, where it is shown and costs nothing.
 
 Each web process counts, per wall-clock second, its checkout requests and
-those slower than CHECKOUT_SLOW_SECONDS from arrival (waiting for a slot
-included) to the last byte of the answer, and adds the counts to Redis
-about twice a second: one round trip per process, not one per request.
+those slower than CHECKOUT_SLOW_SECONDS from the whole request body on
+(waiting for a slot included; see config.load_shedding) to the last byte of
+the answer, and adds the counts to Redis about twice a second: one round
+trip per process, not one per request.
 Counts lost with Redis make a second look quiet, never busier than it was.
 """
 

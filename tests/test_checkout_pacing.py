@@ -163,6 +163,14 @@ def test_the_window_never_passes_the_staff_limit_and_pacing_can_be_switched_off(
     assert checkout_window(room=room, outstanding=100, now=a_second_later()) == 30
 
 
+def test_a_limit_staff_lower_within_a_step_applies_at_once():
+    room = an_open_room(window=90, limit=1000)
+    now = a_second_later()
+    assert checkout_window(room=room, outstanding=0, now=now) == 90
+    room.checkout_limit = 30  # saved by staff half a second later
+    assert checkout_window(room=room, outstanding=0, now=now + timedelta(seconds=0.5)) == 30
+
+
 def test_the_window_moves_at_most_once_a_step_and_starts_where_settings_say():
     room = an_open_room(window=0)
     checkout_answered(*[0.5] * 10)

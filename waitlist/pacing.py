@@ -30,16 +30,16 @@ def checkout_window(*, room: WaitingRoom, outstanding: int, now: datetime) -> in
         return limit
     window = room.checkout_window or settings.CHECKOUT_WINDOW_START
     step = timedelta(seconds=settings.CHECKOUT_WINDOW_STEP_SECONDS)
-    if room.checkout_window_at is not None and now - room.checkout_window_at < step:
-        return window
-    load = recent_checkout_load(seconds=settings.CHECKOUT_LOAD_SECONDS, now=now.timestamp())
-    if load.slow_share > settings.CHECKOUT_SLOW_SHARE:
-        window = window * 2 // 3
-    elif 2 * outstanding >= window:
-        window += max(1, window // 4)
-    window = max(window, settings.CHECKOUT_WINDOW_MIN)
-    if limit is not None:
-        window = min(window, limit)
-    room.checkout_window, room.checkout_window_at = window, now
-    room.save(update_fields=["checkout_window", "checkout_window_at"])
-    return window
+    if room.checkout_window_at is None or now - room.checkout_window_at >= step:
+        load = recent_checkout_load(seconds=settings.CHECKOUT_LOAD_SECONDS, now=now.timestamp())
+        if load.slow_share > settings.CHECKOUT_SLOW_SHARE:
+            window = window * 2 // 3
+        elif 2 * outstanding >= window:
+            window += max(1, window // 4)
+        window = max(window, settings.CHECKOUT_WINDOW_MIN)
+        if limit is not None:
+            window = min(window, limit)
+        room.checkout_window, room.checkout_window_at = window, now
+        room.save(update_fields=["checkout_window", "checkout_window_at"])
+    # A limit staff lowered within the step applies at once.
+    return window if limit is None else min(window, limit)
