@@ -150,10 +150,6 @@ def leave_queue(*, event: Event, fan) -> None:
         entry = QueueEntry.objects.filter(event=event, fan=fan).exclude(state=QueueEntry.State.LEFT).first()
         if entry is None:
             raise NotFound("You are not in line for this event.", code="not_in_queue")
-        if entry.state == QueueEntry.State.BOOKED and not turn_is_over(entry):
-            # Leaving would free the fan to join again and hold a second
-            # order while this one lives (max_per_order is per turn).
-            raise NotFound(_NOT_IN_LINE_BOOKED, code="not_in_queue")
         # Dead at once, also within the clock-skew leeway a reservation allows
         # (else a quick rejoin and readmission would revive it).
         now = timezone.now()
@@ -169,6 +165,8 @@ def leave_queue(*, event: Event, fan) -> None:
         if current in (None, QueueEntry.State.LEFT):
             raise NotFound("You are not in line for this event.", code="not_in_queue")
         if QueueEntry.objects.filter(pk=entry.pk).filter(_holds_a_live_booking()).exists():
+            # Leaving would free the fan to join again and hold a second
+            # order while this one lives (max_per_order is per turn).
             raise NotFound(_NOT_IN_LINE_BOOKED, code="not_in_queue")
         QueueEntry.objects.filter(pk=entry.pk).update(state=QueueEntry.State.LEFT)
         # Streams open in the fan's other tabs or devices stop showing the place.
